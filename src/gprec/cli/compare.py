@@ -1,0 +1,39 @@
+"""`gprec compare`: models x seeds, with a significance table."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from gprec.cli.common import add_config_args, echo
+from gprec.config import apply_overrides, parse_config, read_yaml
+from gprec.experiments.compare import parse_model_spec, parse_seeds, run_comparison, split_top_level
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="run several models over several seeds and test the differences"
+    )
+    add_config_args(p)
+    p.add_argument(
+        "--models",
+        "-m",
+        required=True,
+        help="comma-separated: mlp, mlp[dropout=0.2], or path/to/model.yaml",
+    )
+    p.add_argument("--seeds", "-s", default="5", help="a count (5) or a list (1,2,3); default 5")
+    p.add_argument("--out", "-o", help="experiment directory (default: runs/compare-<time>)")
+    p.add_argument("--title", default="Comparison", help="title of the Markdown table")
+    p.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    base_raw = apply_overrides(read_yaml(args.config) if args.config else {}, args.overrides)
+    base_seed = parse_config(base_raw, args.config or "config").train.seed
+    specs = [parse_model_spec(s) for s in split_top_level(args.models)]
+    seeds = parse_seeds(args.seeds, base_seed)
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    echo(f"comparing {', '.join(s.label for s in specs)} over seeds {seeds} -> {out}")
+    run_comparison(base_raw, specs, seeds, out, echo, args.title)
+    print((out / "comparison.md").read_text())
+    return 0

@@ -1,0 +1,15 @@
+"""`gprec models`: what can be named in a config."""
+
+from __future__ import annotations
+
+from gprec.models.registry import available_models
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list the registered models")
+    p.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    print("\n".join(available_models()))
+    return 0

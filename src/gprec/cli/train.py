@@ -1,0 +1,34 @@
+"""`gprec train`: one run, written to a run directory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from gprec.cli.common import add_config_args, echo
+from gprec.config import load_config
+from gprec.training.run import run_training
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train one model and write a run directory")
+    add_config_args(p)
+    p.add_argument("--out", "-o", help="run directory (default: runs/<model>-<time>)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    cfg = load_config(args.config, args.overrides)
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / f"{cfg.model['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    echo(f"training {cfg.model['name']} on {cfg.data.source} -> {out}")
+    metrics = run_training(cfg, out, echo)
+    t = metrics["test"]
+    print(
+        f"test auc {t['auc']:.4f} logloss {t['logloss']:.4f} | valid auc {metrics['valid']['auc']:.4f} "
+        f"| {metrics['epochs_run']} epochs, {metrics['train']['samples_per_second'] / 1000:.0f}k samples/s | {out}"
+    )
+    return 0

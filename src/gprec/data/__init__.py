@@ -1,0 +1,1 @@
+"""Loading, encoding, splitting and caching datasets."""

@@ -1,0 +1,16 @@
+"""CTR metrics, computed by scikit-learn so our numbers match everyone else's."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import log_loss, roc_auc_score
+
+
+def ctr_metrics(y_true: np.ndarray, y_prob: np.ndarray) -> dict[str, float]:
+    """AUC and LogLoss; AUC is NaN when the labels hold a single class."""
+    y_true = np.asarray(y_true)
+    y_prob = np.clip(np.asarray(y_prob, dtype=np.float64), 1e-7, 1 - 1e-7)
+    if len(y_true) == 0:
+        return {"auc": float("nan"), "logloss": float("nan")}
+    auc = float(roc_auc_score(y_true, y_prob)) if len(np.unique(y_true)) == 2 else float("nan")
+    return {"auc": auc, "logloss": float(log_loss(y_true, y_prob, labels=[0, 1]))}

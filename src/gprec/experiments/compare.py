@@ -1,0 +1,176 @@
+"""`gprec compare`: every model with every seed, resumable, then a table with tests.
+
+A model is given as a registered name (`mlp`), a name with option overrides
+(`mlp[dropout=0.2]`, keys relative to the `model` section unless they start
+with `data.` or `train.`), or a YAML file holding config sections to lay over
+the base config. Run directories are `OUT/<label>/seed-<seed>`; a run whose
+`metrics.json` exists is not repeated, so an interrupted comparison resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gprec.config import apply_overrides, dump_config, parse_config, read_yaml
+from gprec.errors import ConfigError
+from gprec.evaluation.significance import summarize, to_csv_rows, to_markdown
+from gprec.training.run import run_training, write_text_atomic
+from gprec.training.trainer import Logger
+
+SECTIONS = ("data", "model", "train")
+
+
+@dataclass
+class ModelSpec:
+    label: str
+    overlay: dict[str, Any]  # config sections laid over the base config
+    overrides: list[str]  # dotted key=value strings applied after the overlay
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside brackets, so `mlp[units=[64,32]],dcn` gives two parts."""
+    parts, depth, current = [], 0, []
+    for ch in text:
+        depth += ch in "[({"
+        depth -= ch in "])}"
+        if ch == sep and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current).strip())
+    return [p for p in parts if p]
+
+
+def parse_model_spec(text: str) -> ModelSpec:
+    match = re.fullmatch(r"([^\[\]]+?)(?:\[(.*)\])?", text.strip())
+    if not match:
+        raise ConfigError(
+            f"--models: cannot read {text!r}; use name, name[key=value,...] or a .yaml file"
+        )
+    head, inner = match.group(1).strip(), match.group(2)
+    if head.endswith((".yaml", ".yml")):
+        overlay = read_yaml(head)
+        unknown = set(overlay) - set(SECTIONS)
+        if unknown:
+            raise ConfigError(
+                f"{head}: unknown section(s) {sorted(unknown)}; expected {list(SECTIONS)}"
+            )
+        label = Path(head).stem
+    else:
+        overlay, label = {"model": {"name": head}}, head
+    overrides = []
+    for item in split_top_level(inner or ""):
+        key = item.split("=", 1)[0].strip()
+        overrides.append(item if key.split(".")[0] in SECTIONS else f"model.{item}")
+    if inner:
+        label = f"{label}[{inner}]"
+    return ModelSpec(label, overlay, overrides)
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overlay.items():
+        if key == "model" and value.get("name") != base.get("model", {}).get("name"):
+            out[key] = dict(value)  # another model: its own options, not the base model's
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def safe_dirname(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", label).strip("_") or "model"
+
+
+def parse_seeds(text: str, base_seed: int) -> list[int]:
+    """`5` -> five seeds from the base seed; `1,2,7` -> exactly those."""
+    try:
+        if "," in text:
+            return [int(s) for s in text.split(",") if s.strip()]
+        count = int(text)
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: give a count (5) or a list (1,2,3)") from None
+    if count < 1:
+        raise ConfigError("--seeds must be at least 1")
+    return [base_seed + i for i in range(count)]
+
+
+def run_comparison(
+    base_raw: dict[str, Any],
+    specs: list[ModelSpec],
+    seeds: list[int],
+    out_dir: Path,
+    log: Logger,
+    title: str = "Comparison",
+) -> dict:
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"--models lists a model twice: {labels}")
+    started = time.perf_counter()
+    # Validate every config before the first run, so a typo fails in seconds, not hours.
+    configs = {}
+    for spec in specs:
+        raw = apply_overrides(_merge(base_raw, spec.overlay), spec.overrides)
+        for seed in seeds:
+            configs[spec.label, seed] = parse_config(
+                apply_overrides(raw, [f"train.seed={seed}"]), f"model {spec.label}"
+            )
+    results: dict[str, dict[int, dict]] = {s.label: {} for s in specs}
+    for (label, seed), cfg in configs.items():
+        run_dir = out_dir / safe_dirname(label) / f"seed-{seed}"
+        done = run_dir / "metrics.json"
+        if done.is_file():
+            if (run_dir / "config.yaml").read_text() != dump_config(cfg):
+                raise ConfigError(
+                    f"{run_dir} holds a finished run with a different config; use another --out"
+                )
+            log(f"[{label} seed {seed}] finished before, reusing {done}")
+            metrics = json.loads(done.read_text())
+        else:
+            log(f"[{label} seed {seed}] training")
+            metrics = run_training(cfg, run_dir, log)
+            log(
+                f"[{label} seed {seed}] test auc {metrics['test']['auc']:.4f} logloss {metrics['test']['logloss']:.4f}"
+            )
+        results[label][seed] = metrics
+    summary = summarize(
+        {m: {s: r["test"] for s, r in by_seed.items()} for m, by_seed in results.items()}
+    )
+    summary["seeds"] = seeds
+    summary["runs"] = {
+        m: {
+            str(s): {
+                "test": r["test"],
+                "valid_auc": r["valid"]["auc"],
+                "epochs_run": r["epochs_run"],
+                "seconds_per_epoch": r["train"]["seconds_per_epoch"],
+                "samples_per_second": r["train"]["samples_per_second"],
+            }
+            for s, r in by_seed.items()
+        }
+        for m, by_seed in results.items()
+    }
+    summary["wall_seconds"] = time.perf_counter() - started
+    write_report(summary, out_dir, title)
+    return summary
+
+
+def write_report(summary: dict, out_dir: Path, title: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "comparison.json", json.dumps(summary, indent=2))
+    write_text_atomic(out_dir / "comparison.md", to_markdown(summary, title))
+    rows = to_csv_rows(summary)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out_dir / "comparison.csv", buf.getvalue())

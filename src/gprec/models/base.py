@@ -1,0 +1,92 @@
+"""The contracts every model follows, so the trainer and GPRec need nothing model-specific.
+
+- A model's `forward(x, y=None)` takes a (batch, n_fields) index tensor, and
+  in training the labels, and returns a `ModelOutput`: the main logit and
+  named auxiliary losses, already weighted (label-dependent ones need `y`).
+- A `Backbone` is a model with three parts: the shared field embedding, a
+  `represent(E) -> r_b` step, and a prediction head `f_y` over `r_b`.
+  GPRec wraps any backbone through exactly these parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from gprec.config import StrictModel
+from gprec.data.schema import EncodedField, Role, fields_of_role
+from gprec.layers.embedding import FieldEmbedding
+from gprec.layers.mlp import PredictionHead
+
+
+@dataclass
+class ModelOutput:
+    logit: torch.Tensor
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class ModelOptions(StrictModel):
+    """Options every model has; a model's own options class extends these."""
+
+    name: str
+    embedding_dim: int = 16
+    embedding_init_std: float = 1e-4
+
+
+class BackboneOptions(ModelOptions):
+    head_units: list[int] = [64, 32, 16]
+    dropout: float = 0.0
+    batch_norm: bool = False
+    activation: str = "relu"
+
+
+class CTRModel(nn.Module):
+    """Base of every registered model: field bookkeeping plus the embedding table."""
+
+    Options: type[ModelOptions] = ModelOptions
+
+    def __init__(self, fields: list[EncodedField], options: ModelOptions):
+        super().__init__()
+        self.fields = fields
+        self.options = options
+        self.embedding = FieldEmbedding(
+            [f.cardinality for f in fields], options.embedding_dim, options.embedding_init_std
+        )
+
+    def role_index(self, *roles: Role) -> torch.Tensor:
+        return torch.tensor(fields_of_role(self.fields, *roles), dtype=torch.long)
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> ModelOutput:  # pragma: no cover
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.forward(x).logit)
+
+
+class Backbone(CTRModel):
+    """A feature-interaction model: `E -> r_b -> f_y(r_b)`."""
+
+    Options = BackboneOptions
+
+    def __init__(self, fields: list[EncodedField], options: BackboneOptions):
+        super().__init__(fields, options)
+        self.head = self.make_head(self.representation_dim)
+
+    @property
+    def representation_dim(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def represent(self, emb: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def make_head(self, in_dim: int) -> PredictionHead:
+        o = self.options
+        return PredictionHead(in_dim, o.head_units, o.dropout, o.activation, o.batch_norm)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> ModelOutput:
+        return ModelOutput(self.head(self.represent(self.embedding(x))))

@@ -1,0 +1,212 @@
+"""The trainer: shuffled tensor slices, Adam + StepLR, early stopping on validation AUC.
+
+Batches are views into one permuted int tensor per epoch; there is no
+per-sample Python anywhere on the hot path. The trainer knows nothing about
+any particular model: it adds the model's main BCE loss and whatever named
+auxiliary losses the model returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from gprec.config import TrainConfig
+from gprec.evaluation.metrics import ctr_metrics
+
+Logger = Callable[[str], None]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG (init, dropout) and return a generator for shuffling."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.Generator().manual_seed(seed)
+
+
+def as_tensors(X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    X = np.ascontiguousarray(X, dtype=np.int64)
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    return torch.from_numpy(X), torch.from_numpy(y)
+
+
+def iterate_batches(
+    X: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (X, y) batches; with a generator, in a fresh random order.
+
+    One gather per epoch makes every batch a contiguous view, which is
+    cheaper than gathering each batch separately.
+    """
+    if generator is not None:
+        perm = torch.randperm(len(y), generator=generator)
+        X, y = X[perm], y[perm]
+    for start in range(0, len(y), batch_size):
+        yield X[start : start + batch_size], y[start : start + batch_size]
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, X: torch.Tensor, batch_size: int = 65536) -> np.ndarray:
+    was_training = model.training
+    model.eval()
+    out = [torch.sigmoid(model(xb).logit) for xb in X.split(batch_size)]
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """torch.save into a temp file beside `path`, then rename: no half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    epochs_run: int
+    best_valid: dict[str, float]
+    seconds_per_epoch: float
+    eval_seconds_per_epoch: float
+    samples_per_second: float
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        run_dir: Path | None = None,
+        log: Logger | None = None,
+    ):
+        self.model = model
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    def _progress(self, batches, total: int, epoch: int):
+        show = self.cfg.progress and sys.stderr.isatty()
+        return tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=not show)
+
+    def _train_epoch(self, X, y, optimizer, generator, epoch) -> tuple[dict[str, float], float]:
+        self.model.train()
+        totals: dict[str, float] = {}
+        n_batches = math.ceil(len(y) / self.cfg.batch_size)
+        order = generator if self.cfg.shuffle else None
+        start = time.perf_counter()
+        for xb, yb in self._progress(
+            iterate_batches(X, y, self.cfg.batch_size, order), n_batches, epoch
+        ):
+            out = self.model(xb, yb)
+            main = F.binary_cross_entropy_with_logits(out.logit, yb)
+            loss = main + sum(out.aux_losses.values()) if out.aux_losses else main
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            totals["loss"] = totals.get("loss", 0.0) + loss.item()
+            totals["bce"] = totals.get("bce", 0.0) + main.item()
+            for name, value in out.aux_losses.items():
+                totals[name] = totals.get(name, 0.0) + value.item()
+        seconds = time.perf_counter() - start
+        return {k: v / n_batches for k, v in totals.items()}, seconds
+
+    def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        return ctr_metrics(y.numpy(), predict(self.model, X, self.cfg.eval_batch_size))
+
+    def fit(
+        self, X_train, y_train, X_valid, y_valid, checkpoint_extra: dict | None = None
+    ) -> FitResult:
+        """Train until validation AUC stops improving; leave the model at its best epoch."""
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        generator = seed_everything(cfg.seed)
+        optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma
+        )
+        best_auc, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
+        history, train_seconds, eval_seconds, stale = [], 0.0, 0.0, 0
+        log_file = self.run_dir / "log.jsonl" if self.run_dir else None
+        if log_file:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            log_file.write_text("")
+        epoch = 0
+        for epoch in range(1, cfg.max_epochs + 1):
+            losses, seconds = self._train_epoch(X_train, y_train, optimizer, generator, epoch)
+            scheduler.step()
+            t0 = time.perf_counter()
+            valid = self.evaluate(X_valid, y_valid)
+            eval_seconds += time.perf_counter() - t0
+            train_seconds += seconds
+            improved = valid["auc"] > best_auc
+            if improved:
+                best_auc, best_epoch, best_valid, stale = valid["auc"], epoch, valid, 0
+                best_state = copy.deepcopy(self.model.state_dict())
+                if self.run_dir:
+                    save_atomic(
+                        {"state_dict": best_state, **(checkpoint_extra or {})},
+                        self.run_dir / "model.pt",
+                    )
+            else:
+                stale += 1
+            record = {
+                "epoch": epoch,
+                **{f"train_{k}": v for k, v in losses.items()},
+                **{f"valid_{k}": v for k, v in valid.items()},
+                "seconds": seconds,
+                "samples_per_second": len(y_train) / seconds if seconds > 0 else 0.0,
+            }
+            history.append(record)
+            if log_file:
+                with open(log_file, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            aux = " ".join(f"{k} {v:.4f}" for k, v in losses.items() if k not in ("loss", "bce"))
+            self.log(
+                f"epoch {epoch:3d} | loss {losses['loss']:.4f} bce {losses['bce']:.4f}{' ' + aux if aux else ''}"
+                f" | valid auc {valid['auc']:.4f} logloss {valid['logloss']:.4f}{' *' if improved else ''}"
+                f" | {seconds:.1f}s {record['samples_per_second'] / 1000:.0f}k samples/s"
+            )
+            if stale >= cfg.patience:
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return FitResult(
+            best_epoch=best_epoch,
+            epochs_run=epoch,
+            best_valid=best_valid,
+            seconds_per_epoch=train_seconds / max(epoch, 1),
+            eval_seconds_per_epoch=eval_seconds / max(epoch, 1),
+            samples_per_second=len(y_train) * epoch / train_seconds if train_seconds > 0 else 0.0,
+            history=history,
+        )
