@@ -64,3 +64,10 @@ def test_data_path_resolves_under_gprec_data(monkeypatch, tmp_path):
     assert cfg.data.resolved_path() == tmp_path / "ml-100k"
     monkeypatch.delenv("GPREC_DATA")
     assert str(cfg.data.resolved_path()) == "ml-100k"
+
+
+def test_builtin_default_equals_the_shipped_synthetic_config():
+    from pathlib import Path
+
+    shipped = Path(__file__).parents[1] / "configs" / "synthetic" / "mlp.yaml"
+    assert load_config(None) == load_config(shipped)

@@ -150,8 +150,13 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     return cfg
 
 
+# What `gprec train` runs without --config: the MLP on built-in synthetic data. It equals
+# configs/synthetic/mlp.yaml (a test checks); small batches suit the small dataset.
+BUILTIN_DEFAULT: dict[str, Any] = {"data": {"source": "synthetic"}, "train": {"batch_size": 512}}
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    raw = read_yaml(path) if path is not None else {}
+    raw = read_yaml(path) if path is not None else copy.deepcopy(BUILTIN_DEFAULT)
     raw = apply_overrides(raw, overrides or [])
     return parse_config(raw, str(path) if path is not None else "config")
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from gprec.cli.common import add_config_args, echo
-from gprec.config import apply_overrides, parse_config, read_yaml
+from gprec.config import BUILTIN_DEFAULT, apply_overrides, parse_config, read_yaml
 from gprec.experiments.compare import parse_model_spec, parse_seeds, run_comparison, split_top_level
 
 
@@ -28,12 +28,13 @@ def add_parser(sub) -> None:
 
 
 def handle(args) -> int:
-    base_raw = apply_overrides(read_yaml(args.config) if args.config else {}, args.overrides)
+    base_raw = apply_overrides(
+        read_yaml(args.config) if args.config else BUILTIN_DEFAULT, args.overrides
+    )
     base_seed = parse_config(base_raw, args.config or "config").train.seed
     specs = [parse_model_spec(s) for s in split_top_level(args.models)]
     seeds = parse_seeds(args.seeds, base_seed)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    echo(f"comparing {', '.join(s.label for s in specs)} over seeds {seeds} -> {out}")
     run_comparison(base_raw, specs, seeds, out, echo, args.title)
     print((out / "comparison.md").read_text())
     return 0

@@ -113,9 +113,11 @@ def _first(paths: list[Path]) -> Path | None:
 
 
 def source_files(cfg: DataConfig) -> list[Path]:
-    """The files whose contents key the cache (none for synthetic data)."""
+    """The files whose contents key the cache; for synthetic data, the generator's code."""
     if cfg.source == "synthetic":
-        return []
+        from gprec.data import synth
+
+        return [Path(synth.__file__)]
     path = cfg.resolved_path()
     if cfg.source == "ml-100k":
         names = ["u.data", "u.user", "u.item", "u.genre"]

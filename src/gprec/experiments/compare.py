@@ -124,6 +124,7 @@ def run_comparison(
             configs[spec.label, seed] = parse_config(
                 apply_overrides(raw, [f"train.seed={seed}"]), f"model {spec.label}"
             )
+    log(f"comparing {', '.join(labels)} over seeds {seeds} -> {out_dir}")
     results: dict[str, dict[int, dict]] = {s.label: {} for s in specs}
     for (label, seed), cfg in configs.items():
         run_dir = out_dir / safe_dirname(label) / f"seed-{seed}"
