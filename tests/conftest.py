@@ -24,3 +24,41 @@ def toy_data(n: int, cards=(50, 6, 40, 5, 3), seed: int = 0):
 @pytest.fixture
 def fields():
     return toy_fields()
+
+
+GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+          "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+          "Romance", "Sci-Fi", "Thriller", "War", "Western"]  # fmt: skip
+
+
+def write_ml100k(directory, n_users=30, n_items=20, n_ratings=600, seed=0):
+    """A small dataset in the official MovieLens-100K file formats."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    occupations = ["technician", "writer", "other", "executive"]
+    (directory / "u.user").write_text(
+        "".join(
+            f"{u}|{rng.integers(18, 60)}|{'MF'[u % 2]}|{occupations[u % 4]}|{10000 + u * 7}\n"
+            for u in range(1, n_users + 1)
+        )
+    )
+    lines = []
+    for i in range(1, n_items + 1):
+        flags = ["0"] * 19
+        flags[1 + i % 18] = "1"
+        year = 1980 + i % 15
+        lines.append(
+            f"{i}|Movie {i} ({year})|01-Jan-{year}||http://us.imdb.com/M/x|{'|'.join(flags)}\n"
+        )
+    (directory / "u.item").write_bytes("".join(lines).encode("latin-1"))
+    (directory / "u.genre").write_text("".join(f"{g}|{k}\n" for k, g in enumerate(GENRES)))
+    users = rng.integers(1, n_users + 1, n_ratings)
+    items = rng.integers(1, n_items + 1, n_ratings)
+    ratings = np.clip(np.round(3 + (users % 3) - (items % 2) + rng.normal(0, 1, n_ratings)), 1, 5)
+    (directory / "u.data").write_text(
+        "".join(
+            f"{u}\t{i}\t{int(r)}\t{880000000 + k}\n"
+            for k, (u, i, r) in enumerate(zip(users, items, ratings, strict=True))
+        )
+    )
+    return directory

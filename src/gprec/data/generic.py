@@ -1,0 +1,213 @@
+"""Any dataset described by a small YAML schema: an interaction table plus optional side tables.
+
+The schema is checked strictly (unknown keys, roles and columns are errors)
+because a typo that silently dropped a field would still train, just worse.
+
+    interactions: {path: interactions.csv, separator: ","}
+    users: {path: users.csv, key: user_id}
+    items: {path: items.csv, key: item_id}
+    target: rating
+    timestamp: ts
+    fields: {user_id: personal, age: user, item_id: item, genre: item}
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from gprec.data.readers import cast_numeric, read_table, require_unique, table_format
+from gprec.data.schema import FieldSpec, RawTable, Role
+from gprec.errors import ConfigError, DataError
+
+_TOP_KEYS = ("interactions", "users", "items", "target", "timestamp", "fields")
+_SIDE_TABLES = ("users", "items")
+_TABLE_KEYS = ("path", "format", "separator")
+_ROLES = ", ".join(r.value for r in Role)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str  # the schema key: interactions, users or items
+    path: Path
+    format: str | None
+    separator: str
+    key: str | None  # the join column of a side table
+
+
+@dataclass(frozen=True)
+class GenericSchema:
+    path: Path
+    tables: list[TableSpec]  # the interactions first
+    target: str
+    timestamp: str | None
+    fields: list[FieldSpec]
+
+    def files(self) -> list[Path]:
+        return [self.path, *(t.path for t in self.tables)]
+
+
+def load_generic(schema_path: Path, data_dir: Path | None = None) -> RawTable:
+    """The dataset a schema file describes; data paths are relative to `data_dir`
+    if given, else to the schema file's directory."""
+    schema = parse_schema(schema_path, data_dir)
+    table = _numeric_columns(schema, _read(schema.tables[0]))
+    for spec in schema.tables[1:]:
+        table = _join_side(schema, table, spec)
+    _require_fields(schema, table)
+    table = table.select(
+        *(pl.col(f.name).cast(pl.String).fill_null("") for f in schema.fields),
+        RawTable.TARGET,
+        *([RawTable.TIMESTAMP] if schema.timestamp else []),
+    )
+    return RawTable(table, schema.fields, source_files=schema.files())
+
+
+def schema_source_files(schema_path: Path, data_dir: Path | None = None) -> list[Path]:
+    """The schema file and every data file it names: what a cache key must hash."""
+    return parse_schema(schema_path, data_dir).files()
+
+
+def parse_schema(schema_path: Path, data_dir: Path | None = None) -> GenericSchema:
+    path = Path(schema_path)
+    doc = _load_yaml(path)
+    _no_unknown_keys(path, doc, _TOP_KEYS, "")
+    for key in ("interactions", "target", "fields"):
+        if doc.get(key) is None:
+            raise _error(path, f"missing required key {key!r}")
+    base = Path(data_dir) if data_dir is not None else path.parent
+    tables = [_table_spec(path, base, "interactions", doc["interactions"])]
+    tables += [_table_spec(path, base, n, doc[n]) for n in _SIDE_TABLES if doc.get(n) is not None]
+    timestamp = doc.get("timestamp")
+    return GenericSchema(
+        path=path,
+        tables=tables,
+        target=_name(path, "target", doc["target"]),
+        timestamp=None if timestamp is None else _name(path, "timestamp", timestamp),
+        fields=_fields(path, doc["fields"]),
+    )
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataError("schema file not found", path=path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).split("\n", 1)[0]
+        raise _error(path, f"invalid YAML{where}: {problem}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read: {e}", path=path) from e
+    if not isinstance(doc, dict):
+        raise _error(path, "expected a mapping of keys (interactions, target, fields, ...)")
+    return doc
+
+
+def _table_spec(path: Path, base: Path, name: str, entry: Any) -> TableSpec:
+    if isinstance(entry, str):
+        entry = {"path": entry}
+    if not isinstance(entry, dict):
+        raise _error(path, f"{name}: expected a file path or a mapping with 'path'")
+    allowed = _TABLE_KEYS + (("key",) if name in _SIDE_TABLES else ())
+    _no_unknown_keys(path, entry, allowed, f"{name}.")
+    file = _name(path, f"{name}.path", entry.get("path"))
+    separator = entry.get("separator", ",")
+    if not isinstance(separator, str) or len(separator) != 1:
+        raise _error(path, f"{name}.separator: must be one character, got {separator!r}")
+    fmt = entry.get("format")
+    if fmt not in (None, "csv", "parquet"):
+        raise _error(path, f"{name}.format: must be csv or parquet, got {fmt!r}")
+    key = _name(path, f"{name}.key", entry.get("key")) if name in _SIDE_TABLES else None
+    return TableSpec(name, base / Path(file).expanduser(), fmt, separator, key)
+
+
+def _fields(path: Path, entry: Any) -> list[FieldSpec]:
+    if not isinstance(entry, dict) or not entry:
+        raise _error(path, "fields: expected a mapping of column name -> role")
+    fields = []
+    for name, role in entry.items():
+        if name in (RawTable.TARGET, RawTable.TIMESTAMP):
+            raise _error(path, f"fields.{name}: the name {name!r} is reserved; rename the column")
+        try:
+            fields.append(FieldSpec(str(name), Role(role)))
+        except ValueError:
+            raise _error(
+                path, f"fields.{name}: unknown role {role!r} (expected one of {_ROLES})"
+            ) from None
+    return fields
+
+
+def _name(path: Path, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _error(path, f"{key}: expected a name, got {value!r}")
+    return value
+
+
+def _no_unknown_keys(path: Path, entry: dict, allowed: tuple[str, ...], prefix: str) -> None:
+    for key in entry:
+        if key not in allowed:
+            raise _error(
+                path, f"unknown key '{prefix}{key}' (allowed: {', '.join(sorted(allowed))})"
+            )
+
+
+def _error(path: Path, message: str) -> ConfigError:
+    return ConfigError(f"{path}: {message}")
+
+
+def _read(spec: TableSpec) -> pl.DataFrame:
+    return read_table(spec.path, spec.format, spec.separator)
+
+
+def _numeric_columns(schema: GenericSchema, table: pl.DataFrame) -> pl.DataFrame:
+    """Add the target (Float64) and timestamp (Int64), checked while the file's lines are known."""
+    spec = schema.tables[0]
+    # Line of the first data row below the CSV header; Parquet has no lines.
+    line = 2 if table_format(spec.path, spec.format) == "csv" else None
+    wanted = [(schema.target, RawTable.TARGET, pl.Float64)]
+    if schema.timestamp:
+        wanted.append((schema.timestamp, RawTable.TIMESTAMP, pl.Int64))
+    numeric = []
+    for column, name, dtype in wanted:
+        if column not in table.columns:
+            raise _not_a_column(schema.path, name, column, [spec.path], table.columns)
+        numeric.append(cast_numeric(table[column], dtype, spec.path, line).alias(name))
+    return table.with_columns(numeric)
+
+
+def _join_side(schema: GenericSchema, table: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    """Left-join the side table's columns the interactions lack, by its key."""
+    side = _read(spec)
+    key = spec.key
+    for source, columns in ((schema.tables[0].path, table.columns), (spec.path, side.columns)):
+        if key not in columns:
+            raise _not_a_column(schema.path, f"{spec.name}.key", key, [source], columns)
+    wanted = [c for c in side.columns if c != key and c not in table.columns]
+    side = side.select(pl.col(key).cast(pl.String), *wanted)
+    require_unique(side, key, spec.path)
+    return table.with_columns(pl.col(key).cast(pl.String)).join(
+        side, on=key, how="left", maintain_order="left"
+    )
+
+
+def _require_fields(schema: GenericSchema, table: pl.DataFrame) -> None:
+    for f in schema.fields:
+        if f.name not in table.columns:
+            files = [t.path for t in schema.tables]
+            raise _not_a_column(schema.path, "field", f.name, files, table.columns)
+
+
+def _not_a_column(
+    path: Path, what: str, name: str, files: list[Path], columns: list[str]
+) -> ConfigError:
+    guess = difflib.get_close_matches(name, columns, n=1)
+    hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+    names = ", ".join(f.name for f in files)
+    return _error(path, f"{what} {name!r} is not a column of {names}{hint}")
