@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import torch
@@ -60,6 +61,9 @@ def test_mlp_learns_and_keeps_best_checkpoint(tmp_path):
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     assert len(lines) == result.epochs_run and "valid_auc" in json.loads(lines[0])
     assert not list(tmp_path.glob(".model.pt.*"))  # no temp files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "model.pt").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_early_stopping_respects_patience():

@@ -27,7 +27,7 @@ from gprec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-# Bump when the encoded layout or the pipeline's semantics change, so old caches are ignored.
+# Bump when the on-disk layout changes; code changes in this package already change the key.
 CACHE_FORMAT = 1
 
 
@@ -113,11 +113,9 @@ def _first(paths: list[Path]) -> Path | None:
 
 
 def source_files(cfg: DataConfig) -> list[Path]:
-    """The files whose contents key the cache; for synthetic data, the generator's code."""
+    """The data files whose contents key the cache (none for synthetic data)."""
     if cfg.source == "synthetic":
-        from gprec.data import synth
-
-        return [Path(synth.__file__)]
+        return []
     path = cfg.resolved_path()
     if cfg.source == "ml-100k":
         names = ["u.data", "u.user", "u.item", "u.genre"]
@@ -130,6 +128,11 @@ def source_files(cfg: DataConfig) -> list[Path]:
     return [path / n for n in names if (path / n).is_file()]
 
 
+def _pipeline_code() -> list[Path]:
+    """The data package's own source: a change to a loader or the encoding invalidates caches."""
+    return sorted(Path(__file__).parent.glob("*.py"))
+
+
 def cache_key(cfg: DataConfig, seed: int) -> str:
     h = hashlib.sha256()
     settings = cfg.model_dump(mode="json", exclude={"cache_dir", "path", "split_seed"})
@@ -138,7 +141,7 @@ def cache_key(cfg: DataConfig, seed: int) -> str:
             {"format": CACHE_FORMAT, "seed": seed, "data": settings}, sort_keys=True
         ).encode()
     )
-    for f in source_files(cfg):
+    for f in [*_pipeline_code(), *source_files(cfg)]:
         h.update(f.name.encode())
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import re
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from typing import Any
 from gprec.config import apply_overrides, dump_config, parse_config, read_yaml
 from gprec.errors import ConfigError
 from gprec.evaluation.significance import summarize, to_csv_rows, to_markdown
-from gprec.training.run import run_training, write_text_atomic
+from gprec.io import write_text_atomic
+from gprec.training.run import run_training
 from gprec.training.trainer import Logger
 
 SECTIONS = ("data", "model", "train")
@@ -165,10 +167,33 @@ def run_comparison(
     return summary
 
 
+def speed_markdown(summary: dict) -> str:
+    """Per-model training cost, averaged over seeds, and the comparison's wall time."""
+    lines = [
+        "",
+        "| model | epochs run (mean) | seconds / epoch | samples / second |",
+        "|---|---|---|---|",
+    ]
+    for model, runs in summary["runs"].items():
+        epochs, seconds, speed = (
+            statistics.fmean(r[key] for r in runs.values())
+            for key in ("epochs_run", "seconds_per_epoch", "samples_per_second")
+        )
+        lines.append(f"| {model} | {epochs:.1f} | {seconds:.2f} | {speed:,.0f} |")
+    lines += [
+        "",
+        f"Wall time of this comparison: {summary['wall_seconds']:.0f} s "
+        "(runs finished earlier and reused are not counted).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def write_report(summary: dict, out_dir: Path, title: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "comparison.json", json.dumps(summary, indent=2))
-    write_text_atomic(out_dir / "comparison.md", to_markdown(summary, title))
+    write_text_atomic(
+        out_dir / "comparison.md", to_markdown(summary, title) + speed_markdown(summary)
+    )
     rows = to_csv_rows(summary)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))

@@ -16,12 +16,9 @@ import torch
 
 from gprec.config import RunConfig, dump_config
 from gprec.data.dataset import load_dataset
+from gprec.io import write_text_atomic
 from gprec.models.registry import build_model
-from gprec.training.trainer import Logger, Trainer, as_tensors, seed_everything, write_bytes_atomic
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode())
+from gprec.training.trainer import Logger, Trainer, as_tensors, seed_everything
 
 
 def count_parameters(model: torch.nn.Module) -> int:

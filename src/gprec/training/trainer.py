@@ -9,12 +9,9 @@ auxiliary losses the model returns.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +24,7 @@ from tqdm import tqdm
 
 from gprec.config import TrainConfig
 from gprec.evaluation.metrics import ctr_metrics
+from gprec.io import save_atomic
 
 Logger = Callable[[str], None]
 
@@ -66,26 +64,6 @@ def predict(model: torch.nn.Module, X: torch.Tensor, batch_size: int = 65536) ->
     out = [torch.sigmoid(model(xb).logit) for xb in X.split(batch_size)]
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
-
-
-def save_atomic(obj: object, path: Path) -> None:
-    """torch.save into a temp file beside `path`, then rename: no half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    write_bytes_atomic(path, buf.getvalue())
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
