@@ -1,0 +1,491 @@
+"""GPRec: bi-level (group + individual) user modeling around any backbone (SPEC 3-7).
+
+    E = embedding(x)                       the backbone's own table, shared
+    r_b = backbone.represent(E)            the backbone's path, untouched
+    S = g(E_u)                             G classifiers, (B, G, 2)
+    m1 = gumbel_pair_masks(S, tau)         noise only while training; m0 = 1 - m1
+    r_G = [m1_i p_i + m0_i n_i]_i          concat (G*d) or sum (d)
+    r_P = f_2(E_p)                         width of r_G
+    y = strategy(r_b, r_G, r_P)            input | dynamic | ensemble
+    L = L_major + l1 L_G - l2 L_con + l3 L_O
+
+`forward(x, y)` returns the weighted auxiliary losses as
+`{"group": l1 L_G, "contrastive": -l2 L_con, "orthogonal": l3 L_O}` (plus
+`"backbone"`, the backbone head's own BCE, when `backbone_aux_loss`); a loss
+whose weight is 0 is neither computed nor returned, and the label-dependent
+ones need `y`.
+
+Efficiency. `r_G` (G*d = 960 wide) and `r_P` (the same width) are only ever
+read by linear layers (the first layer of f_1, f_y, f_G, f_P, f_DP) and by the
+cosine of L_O, so they are kept *factored* and never materialised in training:
+- `r_G = flat(A + m (x) D)` (A = n, D = p - n; swapped masks: A = p, D = n - p),
+  so `r_G W^T = (flat(A) W^T) + m @ Q` with `Q_g = W_g D_g`: a (B, G) x (G, h)
+  product instead of (B, G*d) x (G*d, h), 16x fewer FLOPs at d = 16;
+- `r_P = W_2 h + b_2` (f_2's last layer), so `r_P W^T = h (W W_2)^T + W b_2`;
+- the cosine of L_O uses `r_P` and `r_G`'s blocks in the same way.
+This is the same function (tests check it against the dense computation);
+`group_representation(x)` / `individual_representation(x)` give the dense ones.
+
+Ablations (SPEC 7) are options: `group_embedding: single` (GPRec-1),
+`individual: false` (GPRec-2), `lambda_group / lambda_contrastive /
+lambda_orthogonal: 0` (GPRec-3 / 4 / 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from torch import nn
+
+from gprec.data.schema import EncodedField, Role, fields_of_role
+from gprec.errors import ConfigError
+from gprec.layers.group import BatchedGroupMLP, gumbel_pair_masks
+from gprec.layers.mlp import MLP, LowRankDelta, PredictionHead
+from gprec.models.base import Backbone, CTRModel, ModelOptions, ModelOutput
+from gprec.models.registry import build_model, model_class, register, resolve_model_options
+
+STRATEGIES = ("input", "dynamic", "ensemble")
+# Options GPRec shares with its backbone: there is one embedding table, the backbone's.
+_SHARED_WITH_BACKBONE = ("embedding_dim", "embedding_init_std")
+
+
+class GPRecOptions(ModelOptions):
+    backbone: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
+    n_groups: int = Field(60, ge=1)
+    tau: float = Field(0.5, gt=0)
+    group_reduce: Literal["concat", "sum"] = "concat"
+    group_init_std: float = Field(0.1, gt=0)  # (choice) N(0, std) init of p_i, n_i
+    classifier_units: list[int] = [64, 32]  # per group, then 2 outputs
+    aux_units: list[int] = [64, 32, 16]  # f_1, then 1 output
+    personal_units: list[int] = [64, 32]  # f_2, then r_G's width
+    strategy: Literal["input", "dynamic", "ensemble"] = "input"
+    dynamic_rank: int = Field(4, ge=1)
+    dynamic_units: list[int] = [64]  # f_DP's hidden layers (choice)
+    lambda_group: float = Field(1.0, ge=0)
+    lambda_contrastive: float = Field(0.001, ge=0)
+    lambda_orthogonal: float = Field(0.0001, ge=0)
+    orthogonal: Literal["abs", "signed"] = "abs"
+    backbone_aux_loss: bool = False
+    group_embedding: Literal["dual", "single"] = "dual"  # single: GPRec-1
+    individual: bool = True  # False: GPRec-2
+    # Run the classifier once per distinct user-field row of the batch, then
+    # gather: exact (g sees only user fields; noise is drawn per sample after).
+    dedup_users: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_embedding_options(cls, data: Any) -> Any:
+        """`embedding_dim` / `embedding_init_std` may be given at either level; they must agree."""
+        if not isinstance(data, dict) or not isinstance(data.get("backbone", {}), dict):
+            return data
+        data = dict(data)
+        backbone = dict(data.get("backbone", {"name": "mlp"}))
+        for key in _SHARED_WITH_BACKBONE:
+            if key in data and key in backbone and data[key] != backbone[key]:
+                raise PydanticCustomError(
+                    "shared_option",
+                    "{key} is shared with the backbone, but is {a} here and {b} in backbone",
+                    {"key": key, "a": data[key], "b": backbone[key]},
+                )
+            if key in data:
+                backbone[key] = data[key]
+            elif key in backbone:
+                data[key] = backbone[key]
+        data["backbone"] = backbone
+        return data
+
+    @field_validator("backbone")
+    @classmethod
+    def _resolve_backbone(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resolved = resolve_model_options(v, source="backbone")
+            is_backbone = issubclass(model_class(str(v["name"])), Backbone)
+        except ConfigError as e:
+            msg = str(e).removeprefix("backbone: ").replace("model.", "")
+            raise PydanticCustomError("backbone_options", "{msg}", {"msg": msg}) from None
+        if not is_backbone:
+            raise PydanticCustomError(
+                "backbone_options",
+                "'{name}' is not a backbone (one with represent() and a prediction head)",
+                {"name": v["name"]},
+            )
+        return resolved
+
+
+def radix_multipliers(cardinalities: list[int]) -> torch.Tensor | None:
+    """Multipliers making `row @ m` a unique int64 key per row of field indices; None on overflow."""
+    total, mult = 1, []
+    for c in cardinalities:
+        mult.append(total)
+        total *= c
+    return torch.tensor(mult, dtype=torch.long) if total < 2**62 else None
+
+
+def logit_of_mean_probability(logits: list[torch.Tensor]) -> torch.Tensor:
+    """`logit(mean_k sigmoid(z_k))`, computed in log space (no clamping, no dead gradients)."""
+    z = torch.stack(logits, 0)
+    return torch.logsumexp(F.logsigmoid(z), 0) - torch.logsumexp(F.logsigmoid(-z), 0)
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Row-wise cosine; written out: F.cosine_similarity's backward is ~3x the passes."""
+    dot = (a * b).sum(1)
+    return dot / (
+        torch.linalg.vector_norm(a, dim=1) * torch.linalg.vector_norm(b, dim=1)
+    ).clamp_min(eps)
+
+
+def orthogonal_loss(r_g: torch.Tensor, r_p: torch.Tensor, mode: str = "abs") -> torch.Tensor:
+    """SPEC 4: mean over the batch of `|cos(r_G, r_P)|` (`abs`) or `cos(r_G, r_P)` (`signed`)."""
+    return _reduce_cos(cosine(r_g, r_p), mode)
+
+
+def _reduce_cos(cos: torch.Tensor, mode: str) -> torch.Tensor:
+    return (cos.abs() if mode == "abs" else cos).mean()
+
+
+@dataclass
+class GroupRep:
+    """`r_G` kept factored: `flat_i(A_i + m_i D_i)` (concat) or `sum_i (A_i + m_i D_i)` (sum).
+
+    `m` is `(B, G)`; `A` (None: zero) and `D` are `(G, d)`. Dual embeddings:
+    `A = n, D = p - n`; swapped masks (`r_G^con`): `A = p, D = n - p`;
+    single embeddings: `A = None, D = p`, `m` the softmax weights.
+    """
+
+    m: torch.Tensor
+    A: torch.Tensor | None
+    D: torch.Tensor
+    concat: bool
+
+    @property
+    def width(self) -> int:
+        return self.D.numel() if self.concat else self.D.shape[1]
+
+    def dense(self) -> torch.Tensor:
+        if self.concat:
+            mD = self.m.unsqueeze(-1) * self.D
+            return (mD if self.A is None else mD + self.A).flatten(1)
+        r = self.m @ self.D
+        return r if self.A is None else r + self.A.sum(0)
+
+    def linear(self, weight: torch.Tensor) -> torch.Tensor:
+        """`dense() @ weight.T` for `weight` `(h, width)`, without building `dense()`."""
+        if self.concat:
+            w3 = weight.unflatten(1, self.D.shape)  # (h, G, d); a view even of a column slice
+            q = torch.einsum("hgd,gd->gh", w3, self.D)
+            const = None if self.A is None else torch.einsum("hgd,gd->h", w3, self.A)
+        else:
+            q = self.D @ weight.t()
+            const = None if self.A is None else self.A.sum(0) @ weight.t()
+        return self.m @ q if const is None else torch.addmm(const, self.m, q)
+
+    def cosine(self, r_p: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+        """Row-wise `cos(dense(), r_p)` for a dense `r_p`, without building `dense()`."""
+        if not self.concat:  # d wide: nothing to save
+            return cosine(self.dense(), r_p, eps)
+        m, A, D = self.m, self.A, self.D
+        dot = (m * (r_p.unflatten(1, D.shape) * D).sum(-1)).sum(1)
+        sq = m.square() @ D.square().sum(1)  # sum_i |A_i + m_i D_i|^2, expanded
+        if A is not None:
+            dot = dot + r_p @ A.flatten()
+            sq = sq + 2 * (m @ (A * D).sum(1)) + A.square().sum()
+        norm_g = sq.clamp_min(eps * eps).sqrt()
+        return dot / (norm_g * torch.linalg.vector_norm(r_p, dim=1)).clamp_min(eps)
+
+
+@dataclass
+class PersonalRep:
+    """`r_P = layer(hidden)`, kept factored through f_2's last linear layer."""
+
+    hidden: torch.Tensor
+    layer: nn.Linear
+
+    @property
+    def width(self) -> int:
+        return self.layer.out_features
+
+    def dense(self) -> torch.Tensor:
+        return self.layer(self.hidden)
+
+    def linear(self, weight: torch.Tensor) -> torch.Tensor:
+        """`dense() @ weight.T` as `hidden @ (weight W_2)^T + weight b_2`."""
+        return F.linear(self.hidden, weight @ self.layer.weight, weight @ self.layer.bias)
+
+
+Part = torch.Tensor | GroupRep | PersonalRep
+
+
+def first_layer(weight: torch.Tensor, bias: torch.Tensor | None, parts: list[Part]) -> torch.Tensor:
+    """`F.linear(cat(dense parts), weight, bias)`, one column block per part, nothing concatenated."""
+    out, col = None, 0
+    for part in parts:
+        width = part.shape[1] if isinstance(part, torch.Tensor) else part.width
+        w = weight[:, col : col + width]
+        z = F.linear(part, w) if isinstance(part, torch.Tensor) else part.linear(w)
+        out, col = (z if out is None else out + z), col + width
+    if col != weight.shape[1]:
+        raise ValueError(f"parts are {col} wide, the layer takes {weight.shape[1]}")
+    return out if bias is None else out + bias
+
+
+def head_after_first(head: PredictionHead, z: torch.Tensor) -> torch.Tensor:
+    """`PredictionHead.forward` from its first linear layer's output `z` on (no deltas)."""
+    for i in range(1, len(head.linears)):
+        z = head.linears[i](head.dropout(head.activation(head.norms[i - 1](z))))
+    return z.squeeze(-1)
+
+
+def mlp_after_first(mlp: MLP, z: torch.Tensor) -> torch.Tensor:
+    """An `MLP` from its first linear layer's output `z` on."""
+    for layer in list(mlp)[1:]:
+        z = layer(z)
+    return z
+
+
+def mlp_before_last(mlp: MLP, x: torch.Tensor) -> torch.Tensor:
+    """An `MLP` up to (not including) its last linear layer."""
+    for layer in list(mlp)[:-1]:
+        x = layer(x)
+    return x
+
+
+@register("gprec")
+class GPRec(CTRModel):
+    """GPRec around a registered backbone (`options.backbone`).
+
+    The backbone (`self.backbone`) keeps its embedding table, `represent` and
+    head; `self.embedding` *is* the backbone's table (GPRec owns no other).
+    Inspection: `group_masks(x)`, `group_embeddings()`,
+    `individual_representation(x)`, `group_representation(x)`.
+    """
+
+    Options = GPRecOptions
+
+    def __init__(self, fields: list[EncodedField], options: GPRecOptions):
+        # Not CTRModel.__init__: that would create a second, unused embedding
+        # table. The attributes it sets are set here; `embedding` is a property.
+        nn.Module.__init__(self)
+        self.fields = fields
+        self.options = o = options
+        self.backbone: Backbone = build_model(o.backbone, fields)
+        bb = self.backbone
+        supported = getattr(type(bb), "gprec_strategies", STRATEGIES)
+        if o.strategy not in supported:
+            raise ConfigError(
+                f"model.strategy '{o.strategy}' is not supported by backbone "
+                f"'{o.backbone['name']}' (supported: {', '.join(supported)})"
+            )
+        d = bb.options.embedding_dim
+        personal = fields_of_role(fields, Role.PERSONAL)
+        users = personal + fields_of_role(fields, Role.USER)  # E_u = [E_p, E_o]
+        items = fields_of_role(fields, Role.ITEM)
+        if not users:
+            raise ConfigError("GPRec needs at least one personal or user field (E_u)")
+        if o.individual and not personal:
+            raise ConfigError(
+                "GPRec with individual: true needs a personal field (E_p); "
+                "mark one with role 'personal' or set individual: false"
+            )
+        self.register_buffer("user_idx", torch.tensor(users, dtype=torch.long), persistent=False)
+        self.register_buffer("item_idx", torch.tensor(items, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "personal_idx", torch.tensor(personal, dtype=torch.long), persistent=False
+        )
+        radix = radix_multipliers([fields[i].cardinality for i in users])
+        self._radix_ok = radix is not None
+        self.register_buffer(
+            "user_radix",
+            radix if radix is not None else torch.ones(len(users), dtype=torch.long),
+            persistent=False,
+        )
+
+        self.n_groups = G = o.n_groups
+        self.dual = o.group_embedding == "dual"
+        # Group level.
+        self.classifier = BatchedGroupMLP(
+            len(users) * d, G, o.classifier_units, 2 if self.dual else 1
+        )
+        self.pos = nn.Parameter(torch.randn(G, d) * o.group_init_std)
+        self.neg = nn.Parameter(torch.randn(G, d) * o.group_init_std) if self.dual else None
+        self.group_dim = G * d if o.group_reduce == "concat" else d
+        self.use_group_loss = o.lambda_group > 0
+        self.use_contrastive = self.dual and o.lambda_contrastive > 0
+        self.f1 = (
+            MLP(self.group_dim + len(items) * d, o.aux_units, 1)
+            if self.use_group_loss or self.use_contrastive
+            else None
+        )
+        # Individual level.
+        self.personal_dim = self.group_dim if o.individual else 0
+        self.f2 = MLP(len(personal) * d, o.personal_units, self.group_dim) if o.individual else None
+        self.use_orthogonal = o.individual and o.lambda_orthogonal > 0
+        # Model construction.
+        self.head = self.dynamic = self.group_head = self.personal_head = None
+        user_dim = self.group_dim + self.personal_dim
+        if o.strategy == "input":
+            self.head = bb.make_head(bb.representation_dim + user_dim)
+        elif o.strategy == "dynamic":
+            if not hasattr(bb.head, "layer_shapes"):
+                raise ConfigError(
+                    f"strategy 'dynamic' needs a backbone whose head takes weight deltas; "
+                    f"'{o.backbone['name']}' has none"
+                )
+            r = o.dynamic_rank
+            self._delta_shapes: list[tuple[int, int]] = list(bb.head.layer_shapes)
+            sizes = [n for a, b in self._delta_shapes for n in (a * r, r * b)]
+            self._delta_sizes = sizes
+            self.dynamic = MLP(user_dim, o.dynamic_units, sum(sizes))
+            # Deltas are U V per layer. Zero the rows that emit V, so every delta
+            # starts at 0 (the model starts as the backbone) while U stays random:
+            # zeroing both factors would also zero both their gradients forever.
+            last: nn.Linear = self.dynamic[-1]
+            with torch.no_grad():
+                start = 0
+                for k, n in enumerate(sizes):
+                    if k % 2 == 1:
+                        last.weight[start : start + n].zero_()
+                        last.bias[start : start + n].zero_()
+                    start += n
+        else:
+            self.group_head = bb.make_head(self.group_dim)
+            if o.individual:
+                self.personal_head = bb.make_head(self.personal_dim)
+
+    # -- the shared embedding -------------------------------------------------
+    @property
+    def embedding(self):
+        return self.backbone.embedding
+
+    # -- group level -----------------------------------------------------------
+    def _scores(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """Classifier scores S, `(B, G, 2)` (dual) or `(B, G, 1)` (single)."""
+        e_u = emb.index_select(1, self.user_idx)
+        if not self.options.dedup_users:
+            return self.classifier(e_u.flatten(1))
+        xu = x.index_select(1, self.user_idx)
+        if self._radix_ok:
+            _, inverse = torch.unique(xu @ self.user_radix, return_inverse=True)
+        else:
+            _, inverse = torch.unique(xu, dim=0, return_inverse=True)
+        n_unique = int(inverse.max()) + 1 if inverse.numel() else 0
+        if n_unique == x.shape[0]:
+            return self.classifier(e_u.flatten(1))
+        rows = torch.arange(x.shape[0], device=x.device)
+        first = torch.full((n_unique,), x.shape[0], dtype=torch.long, device=x.device)
+        first.scatter_reduce_(0, inverse, rows, reduce="amin")
+        return self.classifier(e_u[first].flatten(1))[inverse]
+
+    def _memberships(self, scores: torch.Tensor, noisy: bool) -> torch.Tensor:
+        """`m1` (dual, Gumbel pair masks) or softmax weights over groups (single), `(B, G)`."""
+        if self.dual:
+            return gumbel_pair_masks(scores, self.options.tau, noisy)
+        return torch.softmax(scores[..., 0], dim=-1)
+
+    def _group_rep(self, m: torch.Tensor, swapped: bool = False) -> GroupRep:
+        """`r_G = m1 p + m0 n` per group; `swapped`: `r_G^con = m0 p + m1 n` (dual only)."""
+        concat = self.options.group_reduce == "concat"
+        if not self.dual:
+            return GroupRep(m, None, self.pos, concat)
+        if swapped:  # m0 p + m1 n = p + m1 (n - p)
+            return GroupRep(m, self.pos, self.neg - self.pos, concat)
+        return GroupRep(m, self.neg, self.pos - self.neg, concat)  # n + m1 (p - n)
+
+    def _personal_rep(self, emb: torch.Tensor) -> PersonalRep:
+        e_p = emb.index_select(1, self.personal_idx).flatten(1)
+        return PersonalRep(mlp_before_last(self.f2, e_p), self.f2[-1])
+
+    # -- model construction ----------------------------------------------------
+    def _deltas(self, z: torch.Tensor) -> list[LowRankDelta | None]:
+        r, b = self.options.dynamic_rank, z.shape[0]
+        parts = torch.split(z, self._delta_sizes, dim=1)
+        return [
+            (parts[2 * k].view(b, a, r), parts[2 * k + 1].view(b, r, o))
+            for k, (a, o) in enumerate(self._delta_shapes)
+        ]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> ModelOutput:
+        o, bb = self.options, self.backbone
+        emb = self.embedding(x)
+        r_b = bb.represent(emb)
+        m = self._memberships(self._scores(x, emb), noisy=self.training)
+        r_g = self._group_rep(m)
+        r_p = self._personal_rep(emb) if self.f2 is not None else None
+        user: list[Part] = [r_g] if r_p is None else [r_g, r_p]
+
+        backbone_logit = None
+        if o.strategy == "input":
+            lin = self.head.linears[0]
+            logit = head_after_first(self.head, first_layer(lin.weight, lin.bias, [r_b, *user]))
+        elif o.strategy == "dynamic":
+            lin = self.dynamic[0]
+            z = mlp_after_first(self.dynamic, first_layer(lin.weight, lin.bias, user))
+            logit = bb.head(r_b, self._deltas(z))
+        else:
+            backbone_logit = bb.head(r_b)
+            parts = [backbone_logit]
+            for head, rep in ((self.group_head, r_g), (self.personal_head, r_p)):
+                if head is not None:
+                    lin = head.linears[0]
+                    parts.append(head_after_first(head, first_layer(lin.weight, lin.bias, [rep])))
+            logit = logit_of_mean_probability(parts)
+
+        aux: dict[str, torch.Tensor] = {}
+        if y is not None:
+            if self.f1 is not None:
+                e_v = emb.index_select(1, self.item_idx).flatten(1)
+                lin = self.f1[0]
+            if self.use_group_loss:
+                z = first_layer(lin.weight, lin.bias, [r_g, e_v])
+                y1 = mlp_after_first(self.f1, z).squeeze(-1)
+                aux["group"] = o.lambda_group * F.binary_cross_entropy_with_logits(y1, y)
+            if self.use_contrastive:
+                # theta_1 fixed: f_1 with detached parameters (the rest of f_1 through
+                # functional_call), so L_con's gradient reaches p, n, the classifier
+                # and the item embeddings, never f_1's parameters.
+                z = first_layer(
+                    lin.weight.detach(), lin.bias.detach(), [self._group_rep(m, True), e_v]
+                )
+                tail = nn.Sequential(*list(self.f1)[1:])
+                frozen = {k: v.detach() for k, v in tail.named_parameters()}
+                y2 = torch.func.functional_call(tail, frozen, (z,)).squeeze(-1)
+                aux["contrastive"] = -o.lambda_contrastive * F.binary_cross_entropy_with_logits(
+                    y2, y
+                )
+            if o.backbone_aux_loss:
+                if backbone_logit is None:
+                    backbone_logit = bb.head(r_b)
+                aux["backbone"] = F.binary_cross_entropy_with_logits(backbone_logit, y)
+        if self.use_orthogonal:
+            cos = r_g.cosine(r_p.dense())
+            aux["orthogonal"] = o.lambda_orthogonal * _reduce_cos(cos, o.orthogonal)
+        return ModelOutput(logit, aux)
+
+    # -- inspection ------------------------------------------------------------
+    @torch.no_grad()
+    def group_masks(self, x: torch.Tensor) -> torch.Tensor:
+        """Membership probabilities `(B, G)` without noise: `m1` (dual) or softmax weights (single)."""
+        emb = self.embedding(x)
+        return self._memberships(self._scores(x, emb), noisy=False)
+
+    @torch.no_grad()
+    def group_embeddings(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(P, N)`, each `(G, d)`; `N` is None with single group embeddings."""
+        return self.pos.detach().clone(), None if self.neg is None else self.neg.detach().clone()
+
+    @torch.no_grad()
+    def group_representation(self, x: torch.Tensor) -> torch.Tensor:
+        """`r_G` without noise, dense: `(B, G*d)` (concat) or `(B, d)` (sum)."""
+        return self._group_rep(self.group_masks(x)).dense()
+
+    @torch.no_grad()
+    def individual_representation(self, x: torch.Tensor) -> torch.Tensor:
+        """`r_P = f_2(E_p)`, dense, `(B, width of r_G)`."""
+        if self.f2 is None:
+            raise ValueError("this GPRec has no individual representation (individual: false)")
+        return self._personal_rep(self.embedding(x)).dense()
