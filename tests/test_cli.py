@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from conftest import write_ml100k
@@ -156,6 +157,12 @@ def test_models_lists_the_registry(capsys):
         (["compare", "-m", "mlp,mlp"], "lists a model twice"),
         (["compare", "-m", "mlp[dropuot=0.1]", "-s", "1"], "model.dropuot: unknown key"),
         (["data", "synth", "--out", "{tmp}"], "not empty"),
+        (["train", "--set", "train.device=gpu"], "train.device"),
+        pytest.param(
+            ["train", "--set", "train.device=cuda"],
+            "torch sees no CUDA device",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here"),
+        ),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, args, message):

@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import stats
 from torch import nn
 
 from conftest import toy_data, toy_fields
@@ -93,13 +94,29 @@ def test_gumbel_pair_masks_follow_the_formula_and_are_complementary():
     assert torch.allclose(ref1 + ref0, torch.ones_like(m1))
     # training: the same noise the function draws from a seeded generator
     m1t = gumbel_pair_masks(logits, 0.5, True, torch.Generator().manual_seed(7))
-    u = torch.rand(logits.shape, generator=torch.Generator().manual_seed(7))
-    ref1t, ref0t = _literal_masks(logits, 0.5, -torch.log(-torch.log(u)))
+    # gn1 - gn0 is drawn as one logistic variable log u - log(1 - u)
+    u = torch.rand(logits.shape[:-1], generator=torch.Generator().manual_seed(7))
+    noise = torch.stack([torch.log(u) - torch.log1p(-u), torch.zeros_like(u)], -1)
+    ref1t, ref0t = _literal_masks(logits, 0.5, noise)
     assert torch.allclose(m1t, ref1t, atol=1e-5) and torch.allclose(1 - m1t, ref0t, atol=1e-5)
     assert not torch.allclose(m1t, m1)
     # lower temperature -> closer to binary
     sharp = gumbel_pair_masks(logits, 0.1, training=False)
     assert (torch.minimum(sharp, 1 - sharp)).mean() < (torch.minimum(m1, 1 - m1)).mean()
+
+
+def test_gumbel_noise_difference_is_distributed_as_two_gumbels():
+    """The one logistic draw per mask has the law of gn1 - gn0 for independent Gumbels."""
+    n = 20000
+    zero = torch.zeros(n, 1, 2)
+    m1 = gumbel_pair_masks(zero, 1.0, True, torch.Generator().manual_seed(3)).flatten()
+    drawn = torch.logit(m1.double()).numpy()  # tau 1, equal scores: drawn = gn1 - gn0
+    g = torch.Generator().manual_seed(4)
+    u = torch.rand(n, 2, generator=g, dtype=torch.float64)
+    gumbels = -torch.log(-torch.log(u))
+    reference = (gumbels[:, 0] - gumbels[:, 1]).numpy()
+    assert stats.ks_2samp(drawn, reference).pvalue > 0.01
+    assert stats.ks_2samp(drawn, reference * 0.5).pvalue < 1e-6  # the test can tell laws apart
 
 
 # -- model ----------------------------------------------------------------------
@@ -172,9 +189,18 @@ def test_factored_group_rep_equals_dense(reduce, embedding):
         rep = model._group_rep(m, swapped)
         w = torch.randn(7, rep.width)
         assert torch.allclose(rep.linear(w), rep.dense() @ w.T, atol=1e-5)
-        assert torch.allclose(rep.cosine(r_p.dense()), cosine(rep.dense(), r_p.dense()), atol=1e-5)
+        dense_cos = cosine(rep.dense(), r_p.dense())
+        assert torch.allclose(rep.cosine(r_p.dense()), dense_cos, atol=1e-5)
+        assert torch.allclose(rep.cosine(r_p), dense_cos, atol=1e-5)
     w = torch.randn(7, r_p.width)
     assert torch.allclose(r_p.linear(w), r_p.dense() @ w.T, atol=1e-5)
+    # and so are the gradients of the factored cosine
+    params = list(model.f2.parameters())
+    rep = model._group_rep(m)
+    factored = torch.autograd.grad(rep.cosine(r_p).sum(), params, retain_graph=True)
+    dense = torch.autograd.grad(cosine(rep.dense(), r_p.dense()).sum(), params)
+    for a, b in zip(factored, dense, strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
     assert torch.allclose(r_p.dense(), model.f2(emb[:, model.personal_idx].flatten(1)))
 
 

@@ -79,6 +79,7 @@ class TrainConfig(StrictModel):
     seed: int = 2024
     shuffle: bool = True
     threads: int | None = Field(None, gt=0)  # None: torch's default
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")  # cpu | cuda | cuda:N
     progress: bool = True
 
 

@@ -92,11 +92,13 @@ def gumbel_pair_masks(
     A two-way softmax is a sigmoid of the difference, and the log-softmax
     shift cancels in it, so this computes exactly
     `m1 = sigmoid((s1 - s0 + gn1 - gn0) / tau)` without the (B, G, 2) temporaries.
+    The difference of two independent standard Gumbels is a standard logistic,
+    `log u - log(1 - u)` for one uniform `u`: one draw per mask, not two.
     """
     diff = logits[..., 0] - logits[..., 1]
     if training:
-        tiny = torch.finfo(logits.dtype).tiny
-        u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
-        gn = -torch.log(-torch.log(u.clamp(tiny, 1.0 - 1e-7)))
-        diff = diff + (gn[..., 0] - gn[..., 1])
+        eps = torch.finfo(logits.dtype).eps
+        u = torch.rand(diff.shape, generator=generator, dtype=logits.dtype, device=logits.device)
+        u = u.clamp_(eps, 1.0 - eps)
+        diff = diff + (torch.log(u) - torch.log1p(-u))
     return torch.sigmoid(diff / tau)

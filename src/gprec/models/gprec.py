@@ -185,18 +185,31 @@ class GroupRep:
             const = None if self.A is None else self.A.sum(0) @ weight.t()
         return self.m @ q if const is None else torch.addmm(const, self.m, q)
 
-    def cosine(self, r_p: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-        """Row-wise `cos(dense(), r_p)` for a dense `r_p`, without building `dense()`."""
+    def cosine(self, r_p: torch.Tensor | PersonalRep, eps: float = 1e-8) -> torch.Tensor:
+        """Row-wise `cos(dense(), r_p)`, building neither `dense()` nor a factored `r_p`.
+
+        With concat, `dense() . r_p = sum_i m_i (D_i . r_p,i) + A . r_p` and
+        `|dense()|^2 = sum_i |A_i + m_i D_i|^2` expand into (B, G) products.
+        """
         if not self.concat:  # d wide: nothing to save
-            return cosine(self.dense(), r_p, eps)
+            dense_p = r_p if isinstance(r_p, torch.Tensor) else r_p.dense()
+            return cosine(self.dense(), dense_p, eps)
         m, A, D = self.m, self.A, self.D
-        dot = (m * (r_p.unflatten(1, D.shape) * D).sum(-1)).sum(1)
+        if isinstance(r_p, PersonalRep):
+            dot = (m * r_p.block_dots(D)).sum(1)
+            if A is not None:
+                dot = dot + r_p.dot(A.flatten())
+            norm_p = r_p.squared_norm().clamp_min(0).sqrt()
+        else:
+            dot = (m * (r_p.unflatten(1, D.shape) * D).sum(-1)).sum(1)
+            if A is not None:
+                dot = dot + r_p @ A.flatten()
+            norm_p = torch.linalg.vector_norm(r_p, dim=1)
         sq = m.square() @ D.square().sum(1)  # sum_i |A_i + m_i D_i|^2, expanded
         if A is not None:
-            dot = dot + r_p @ A.flatten()
             sq = sq + 2 * (m @ (A * D).sum(1)) + A.square().sum()
         norm_g = sq.clamp_min(eps * eps).sqrt()
-        return dot / (norm_g * torch.linalg.vector_norm(r_p, dim=1)).clamp_min(eps)
+        return dot / (norm_g * norm_p).clamp_min(eps)
 
 
 @dataclass
@@ -216,6 +229,23 @@ class PersonalRep:
     def linear(self, weight: torch.Tensor) -> torch.Tensor:
         """`dense() @ weight.T` as `hidden @ (weight W_2)^T + weight b_2`."""
         return F.linear(self.hidden, weight @ self.layer.weight, weight @ self.layer.bias)
+
+    def block_dots(self, blocks: torch.Tensor) -> torch.Tensor:
+        """`(B, G)`: `r_P`'s i-th d-wide block dotted with `blocks[i]` (`(G, d)`)."""
+        w3 = self.layer.weight.unflatten(0, blocks.shape)  # (G, d, hidden)
+        u = torch.einsum("gdk,gd->gk", w3, blocks)
+        c = (self.layer.bias.view(blocks.shape) * blocks).sum(1)
+        return torch.addmm(c, self.hidden, u.t())
+
+    def dot(self, v: torch.Tensor) -> torch.Tensor:
+        """`(B,)`: `r_P . v`."""
+        return self.hidden @ (self.layer.weight.t() @ v) + self.layer.bias @ v
+
+    def squared_norm(self) -> torch.Tensor:
+        """`(B,)`: `|r_P|^2 = h W^T W h + 2 b W h + |b|^2`, from the hidden layer."""
+        w, b, h = self.layer.weight, self.layer.bias, self.hidden
+        quad = ((h @ (w.t() @ w)) * h).sum(1)
+        return quad + 2 * (h @ (w.t() @ b)) + b.square().sum()
 
 
 Part = torch.Tensor | GroupRep | PersonalRep
@@ -462,7 +492,7 @@ class GPRec(CTRModel):
                     backbone_logit = bb.head(r_b)
                 aux["backbone"] = F.binary_cross_entropy_with_logits(backbone_logit, y)
         if self.use_orthogonal:
-            cos = r_g.cosine(r_p.dense())
+            cos = r_g.cosine(r_p)
             aux["orthogonal"] = o.lambda_orthogonal * _reduce_cos(cos, o.orthogonal)
         return ModelOutput(logit, aux)
 

@@ -16,6 +16,7 @@ import torch
 
 from gprec.config import RunConfig, dump_config
 from gprec.data.dataset import load_dataset
+from gprec.errors import ConfigError
 from gprec.io import write_text_atomic
 from gprec.models.registry import build_model
 from gprec.training.trainer import Logger, Trainer, as_tensors, seed_everything
@@ -23,6 +24,13 @@ from gprec.training.trainer import Logger, Trainer, as_tensors, seed_everything
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`train.device` as a torch device; a CUDA device must exist."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is '{name}', but torch sees no CUDA device here")
+    return torch.device(name)
 
 
 def run_training(cfg: RunConfig, out_dir: Path | None, log: Logger | None = None) -> dict:
@@ -37,8 +45,12 @@ def run_training(cfg: RunConfig, out_dir: Path | None, log: Logger | None = None
         write_text_atomic(out_dir / "config.yaml", dump_config(cfg))
         write_text_atomic(out_dir / "vocab.json", json.dumps(data.vocab.to_json()))
     seed_everything(cfg.train.seed)  # model init must not depend on what ran before
-    model = build_model(cfg.model, data.fields)
-    tensors = {s: as_tensors(data.X[s], data.y[s]) for s in ("train", "valid", "test")}
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg.model, data.fields).to(device)
+    tensors = {
+        s: tuple(t.to(device) for t in as_tensors(data.X[s], data.y[s]))
+        for s in ("train", "valid", "test")
+    }
     trainer = Trainer(model, cfg.train, out_dir, log)
     checkpoint_extra = {"config": cfg.model_dump(mode="json"), "fields": data.summary()["fields"]}
     fit = trainer.fit(*tensors["train"], *tensors["valid"], checkpoint_extra=checkpoint_extra)
@@ -65,6 +77,7 @@ def run_training(cfg: RunConfig, out_dir: Path | None, log: Logger | None = None
         "environment": {
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "device": str(device),
             "python": platform.python_version(),
         },
     }

@@ -8,7 +8,6 @@ auxiliary losses the model returns.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import sys
@@ -51,7 +50,7 @@ def iterate_batches(
     cheaper than gathering each batch separately.
     """
     if generator is not None:
-        perm = torch.randperm(len(y), generator=generator)
+        perm = torch.randperm(len(y), generator=generator).to(X.device)
         X, y = X[perm], y[perm]
     for start in range(0, len(y), batch_size):
         yield X[start : start + batch_size], y[start : start + batch_size]
@@ -63,7 +62,7 @@ def predict(model: torch.nn.Module, X: torch.Tensor, batch_size: int = 65536) ->
     model.eval()
     out = [torch.sigmoid(model(xb).logit) for xb in X.split(batch_size)]
     model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
 
 
 @dataclass
@@ -109,15 +108,17 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            totals["loss"] = totals.get("loss", 0.0) + loss.item()
-            totals["bce"] = totals.get("bce", 0.0) + main.item()
-            for name, value in out.aux_losses.items():
-                totals[name] = totals.get(name, 0.0) + value.item()
+            # Summed as tensors: a .item() per step would make a GPU wait every step.
+            for name, value in (("loss", loss), ("bce", main), *out.aux_losses.items()):
+                value = value.detach()
+                totals[name] = totals[name] + value if name in totals else value
+        if X.device.type == "cuda":
+            torch.cuda.synchronize(X.device)
         seconds = time.perf_counter() - start
-        return {k: v / n_batches for k, v in totals.items()}, seconds
+        return {k: v.item() / n_batches for k, v in totals.items()}, seconds
 
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        return ctr_metrics(y.numpy(), predict(self.model, X, self.cfg.eval_batch_size))
+        return ctr_metrics(y.cpu().numpy(), predict(self.model, X, self.cfg.eval_batch_size))
 
     def fit(
         self, X_train, y_train, X_valid, y_valid, checkpoint_extra: dict | None = None
@@ -127,8 +128,10 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         generator = seed_everything(cfg.seed)
+        # fused: one pass over each parameter instead of ~6 elementwise kernels;
+        # on CPU it is several times faster for the same arithmetic.
         optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
         )
         scheduler = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma
@@ -150,7 +153,9 @@ class Trainer:
             improved = valid["auc"] > best_auc
             if improved:
                 best_auc, best_epoch, best_valid, stale = valid["auc"], epoch, valid, 0
-                best_state = copy.deepcopy(self.model.state_dict())
+                best_state = {
+                    k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+                }
                 if self.run_dir:
                     save_atomic(
                         {"state_dict": best_state, **(checkpoint_extra or {})},
