@@ -181,3 +181,14 @@ def test_console_script_prints_no_traceback(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "unknown model" in proc.stderr
+
+
+def test_compare_set_overrides_a_model_files_own_sections(tmp_path):
+    """--set reaches every model, even one whose YAML sets the same key."""
+    overlay = tmp_path / "model.yaml"
+    overlay.write_text("model: {name: mlp}\ntrain: {max_epochs: 5, lr: 0.01}\n")
+    out = tmp_path / "cmp"
+    args = ["compare", *tiny(tmp_path, epochs=1), "-m", f"{overlay}", "-s", "1", "-o", str(out)]
+    assert main(args) == 0
+    run_config = next(out.glob("model/seed-*/config.yaml")).read_text()
+    assert "max_epochs: 1" in run_config and "lr: 0.01" in run_config

@@ -4,6 +4,8 @@ import polars as pl
 import pytest
 from test_loaders import SCHEMA, write_generic, write_ml1m, write_ml100k
 
+from gprec.config import DataConfig
+from gprec.data.dataset import load_dataset
 from gprec.data.generic import load_generic, schema_source_files
 from gprec.data.movielens import load_ml1m, load_ml100k
 from gprec.data.readers import read_delimited, read_table
@@ -261,3 +263,83 @@ def test_generic_duplicate_side_key(tmp_path):
     write(path.parent / "users.csv", "uid,age\n1,25\n1,30\n")
     with pytest.raises(DataError, match=r"users\.csv: key column 'uid' repeats the value '1'"):
         load_generic(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "a,b\n1,2\n3\n4,5\n",
+            "line 3: expected 2 columns separated by ',' as in the header, found 1",
+        ),
+        ("a,b,c\n1,2,3\n4,5\n", "line 3: expected 3 columns .* found 2$"),
+        ("a,b\n1,2\n\n3,4\n", "line 3: blank line"),
+        ("a,b\n1,2\n3,4\n\n\n", "line 4: blank line"),
+    ],
+)
+def test_read_table_short_rows_and_blank_lines(tmp_path, text, message):
+    with pytest.raises(DataError, match=message):
+        read_table(write(tmp_path / "t.csv", text))
+
+
+def test_generic_side_table_row_with_other_separator(tmp_path):
+    path = write_generic(tmp_path / "d", SCHEMA)
+    users = write(path.parent / "users.csv", "uid,age\n1,25\n2;40\n")
+    with pytest.raises(DataError) as e:
+        load_generic(path)
+    assert str(e.value) == (
+        f"{users}, line 3: expected 2 columns separated by ',' as in the header, found 1"
+        " — is this line separated by ';'?"
+    )
+    assert e.value.line == 3
+
+
+def test_generic_short_and_long_rows_name_file_and_line(tmp_path):
+    path = write_generic(tmp_path / "d", SCHEMA)
+    write(path.parent / "items.csv", "iid,genre\na,Drama\nb,Comedy,Extra\n")
+    with pytest.raises(DataError, match=r"items\.csv, line 3: expected 2 columns .* found 3"):
+        load_generic(path)
+    write_generic(tmp_path / "d", SCHEMA)
+    write(path.parent / "interactions.csv", "uid,iid,rating,ts\n1,a,5,100\n2,b,1\n3,a,4,300\n")
+    with pytest.raises(
+        DataError, match=r"interactions\.csv, line 3: expected 4 columns .* found 3"
+    ):
+        load_generic(path)
+
+
+@pytest.mark.parametrize(
+    ("table", "text", "separator"),
+    [("interactions", "uid;iid;rating;ts\n1;a;5;100\n", ";"), ("users", "uid\tage\n1\t25\n", "\t")],
+)
+def test_generic_wrong_separator_hint(tmp_path, table, text, separator):
+    path = write_generic(tmp_path / "d", SCHEMA)
+    write(path.parent / f"{table}.csv", text)
+    with pytest.raises(ConfigError) as e:
+        load_generic(path)
+    assert str(e.value).endswith(
+        f"is not a column of {table}.csv: the header has 1 column; "
+        f"is the separator {separator!r} not ','? (set {table}.separator)"
+    )
+
+
+def test_single_class_split_is_an_error_and_caches_nothing(tmp_path):
+    cache = tmp_path / "cache"
+    synthetic = {"n_users": 100, "n_items": 30, "n_interactions": 1000}
+    cfg = DataConfig(label_threshold=10, cache_dir=str(cache), synthetic=synthetic)
+    with pytest.raises(DataError) as e:
+        load_dataset(cfg, seed=0)
+    assert str(e.value) == (
+        "the valid split has only label 0 (100 rows): AUC is undefined; "
+        "check data.label_threshold / data.split_ratios"
+    )
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("ratios", "split"), [((1.0, 0.0, 0.0), "valid"), ((0.9, 0.1, 0.0), "test")]
+)
+def test_empty_evaluation_split_is_an_error(tmp_path, ratios, split):
+    synthetic = {"n_users": 100, "n_items": 30, "n_interactions": 1000}
+    cfg = DataConfig(split_ratios=ratios, cache_dir=str(tmp_path / "cache"), synthetic=synthetic)
+    with pytest.raises(DataError, match=f"the {split} split is empty: AUC is undefined"):
+        load_dataset(cfg, seed=0)

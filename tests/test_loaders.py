@@ -262,3 +262,10 @@ def test_real_movielens_cardinalities():
     assert ml100k["user_id"].n_unique() == 943
     assert ml100k["item_id"].n_unique() == 1682
     assert ml100k.row(0)[:4] == ("242", "Comedy", "1996", "196")
+
+
+def test_read_table_keeps_empty_last_fields_and_quoted_separators(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('id,title,genre\n1,"Escape, The",\n2,,Drama\n3,x,""\n')
+    table = read_table(path)
+    assert table.rows() == [("1", "Escape, The", None), ("2", None, "Drama"), ("3", "x", "")]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from gprec.errors import ConfigError
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -20,3 +23,20 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 def echo(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def output_dir(path: str | Path, what: str = "--out") -> Path:
+    """`path` as a directory to write into, refused up front if it or a parent is a file.
+
+    Checked before any work, since otherwise the mkdir fails only after training.
+    """
+    path = Path(path)
+    for p in (path, *path.parents):
+        # The nearest existing ancestor decides whether mkdir(parents=True) can work;
+        # a dangling symlink counts as existing, since mkdir cannot replace it either.
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                where = "exists" if p == path else f"its parent {p} exists"
+                raise ConfigError(f"{what} {path}: {where} and is not a directory")
+            break
+    return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gprec.cli.common import add_config_args, echo
+from gprec.cli.common import add_config_args, echo, output_dir
 from gprec.config import BUILTIN_DEFAULT, apply_overrides, parse_config, read_yaml
 from gprec.experiments.compare import parse_model_spec, parse_seeds, run_comparison, split_top_level
 
@@ -34,7 +34,11 @@ def handle(args) -> int:
     base_seed = parse_config(base_raw, args.config or "config").train.seed
     specs = [parse_model_spec(s) for s in split_top_level(args.models)]
     seeds = parse_seeds(args.seeds, base_seed)
-    out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_comparison(base_raw, specs, seeds, out, echo, args.title)
+    if args.out:
+        out = output_dir(args.out)
+    else:
+        default = Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = output_dir(default, "experiment directory")
+    run_comparison(base_raw, specs, seeds, out, echo, args.title, args.overrides)
     print((out / "comparison.md").read_text())
     return 0

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from gprec.cli.common import add_config_args
+from gprec.cli.common import add_config_args, output_dir
 from gprec.config import load_config
 
 
@@ -32,6 +31,7 @@ def add_parser(sub) -> None:
 def handle_synth(args) -> int:
     from gprec.data.synth import SynthConfig, write_dataset
 
+    out = output_dir(args.out)
     cfg = SynthConfig(
         n_users=args.users,
         n_items=args.items,
@@ -39,7 +39,7 @@ def handle_synth(args) -> int:
         n_groups=args.groups,
         seed=args.seed,
     )
-    schema = write_dataset(cfg, Path(args.out), overwrite=args.overwrite)
+    schema = write_dataset(cfg, out, overwrite=args.overwrite)
     print(
         f"wrote {cfg.n_interactions} interactions; train on it with data.source=generic data.path={schema}"
     )

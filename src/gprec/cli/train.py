@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gprec.cli.common import add_config_args, echo
+from gprec.cli.common import add_config_args, echo, output_dir
 from gprec.config import load_config
 from gprec.training.run import run_training
 
@@ -19,11 +19,11 @@ def add_parser(sub) -> None:
 
 def handle(args) -> int:
     cfg = load_config(args.config, args.overrides)
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("runs") / f"{cfg.model['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    if args.out:
+        out = output_dir(args.out)
+    else:
+        default = Path("runs") / f"{cfg.model['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = output_dir(default, "run directory")
     echo(f"training {cfg.model['name']} on {cfg.data.source} -> {out}")
     metrics = run_training(cfg, out, echo)
     t = metrics["test"]

@@ -103,9 +103,30 @@ def encode(raw: RawTable, cfg: DataConfig, seed: int) -> EncodedDataset:
     if len(rows["train"]) == 0:
         raise DataError("the training split is empty", path=_first(raw.source_files))
     vocab = Vocabulary.fit(raw.table[rows["train"]], raw.fields)
-    X = {s: vocab.encode(raw.table[rows[s]], raw.fields) for s in SPLITS}
     y = {s: y_all[rows[s]] for s in SPLITS}
+    for s in ("valid", "test"):
+        _require_both_labels(s, y[s], cfg, raw.source_files)
+    X = {s: vocab.encode(raw.table[rows[s]], raw.fields) for s in SPLITS}
     return EncodedDataset(encoded_fields(raw.fields, vocab), X, y, vocab, name=cfg.source)
+
+
+def _require_both_labels(split: str, y: np.ndarray, cfg: DataConfig, files: list[Path]) -> None:
+    """Early stopping and the reported metrics are AUCs, which need both labels in the split.
+
+    Checked before encoding and caching, so the run fails in seconds instead of
+    after training, and no cache entry is left for a dataset that cannot be used.
+    """
+    ratios = "data.split_ratios" if cfg.split == "random" else "data.split"
+    if len(y) == 0:
+        raise DataError(
+            f"the {split} split is empty: AUC is undefined; check {ratios}", path=_first(files)
+        )
+    if y.min() == y.max():
+        raise DataError(
+            f"the {split} split has only label {y[0]:.0f} ({len(y):,d} rows): AUC is undefined; "
+            f"check data.label_threshold / {ratios}",
+            path=_first(files),
+        )
 
 
 def _first(paths: list[Path]) -> Path | None:

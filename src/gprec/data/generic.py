@@ -21,7 +21,13 @@ from typing import Any
 import polars as pl
 import yaml
 
-from gprec.data.readers import cast_numeric, read_table, require_unique, table_format
+from gprec.data.readers import (
+    cast_numeric,
+    read_table,
+    require_unique,
+    separator_hint,
+    table_format,
+)
 from gprec.data.schema import FieldSpec, RawTable, Role
 from gprec.errors import ConfigError, DataError
 
@@ -177,7 +183,7 @@ def _numeric_columns(schema: GenericSchema, table: pl.DataFrame) -> pl.DataFrame
     numeric = []
     for column, name, dtype in wanted:
         if column not in table.columns:
-            raise _not_a_column(schema.path, name, column, [spec.path], table.columns)
+            raise _not_a_column(schema.path, name, column, [spec], table.columns)
         numeric.append(cast_numeric(table[column], dtype, spec.path, line).alias(name))
     return table.with_columns(numeric)
 
@@ -186,7 +192,7 @@ def _join_side(schema: GenericSchema, table: pl.DataFrame, spec: TableSpec) -> p
     """Left-join the side table's columns the interactions lack, by its key."""
     side = _read(spec)
     key = spec.key
-    for source, columns in ((schema.tables[0].path, table.columns), (spec.path, side.columns)):
+    for source, columns in ((schema.tables[0], table.columns), (spec, side.columns)):
         if key not in columns:
             raise _not_a_column(schema.path, f"{spec.name}.key", key, [source], columns)
     wanted = [c for c in side.columns if c != key and c not in table.columns]
@@ -200,14 +206,19 @@ def _join_side(schema: GenericSchema, table: pl.DataFrame, spec: TableSpec) -> p
 def _require_fields(schema: GenericSchema, table: pl.DataFrame) -> None:
     for f in schema.fields:
         if f.name not in table.columns:
-            files = [t.path for t in schema.tables]
-            raise _not_a_column(schema.path, "field", f.name, files, table.columns)
+            raise _not_a_column(schema.path, "field", f.name, schema.tables, table.columns)
 
 
 def _not_a_column(
-    path: Path, what: str, name: str, files: list[Path], columns: list[str]
+    path: Path, what: str, name: str, tables: list[TableSpec], columns: list[str]
 ) -> ConfigError:
+    names = ", ".join(t.path.name for t in tables)
+    message = f"{what} {name!r} is not a column of {names}"
+    # A CSV read with the wrong separator has one column named after the whole
+    # header; then the separator is the fix, not a close column name.
+    if len(tables) == 1 and table_format(tables[0].path, tables[0].format) == "csv":
+        hint = separator_hint(columns, tables[0].separator)
+        if hint:
+            return _error(path, f"{message}: {hint} (set {tables[0].name}.separator)")
     guess = difflib.get_close_matches(name, columns, n=1)
-    hint = f" (did you mean {guess[0]!r}?)" if guess else ""
-    names = ", ".join(f.name for f in files)
-    return _error(path, f"{what} {name!r} is not a column of {names}{hint}")
+    return _error(path, message + (f" (did you mean {guess[0]!r}?)" if guess else ""))

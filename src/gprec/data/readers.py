@@ -18,6 +18,8 @@ from gprec.errors import DataError
 # Control characters that stand in for a multi-character separator, since
 # polars only splits on a single byte; the first absent from the text is used.
 _STAND_INS = ("\x1f", "\x1e", "\x1d", "\x1c", "\x01")
+# What a delimited file most likely uses when the configured separator finds one column.
+_LIKELY_SEPARATORS = (",", ";", "\t", "|")
 _FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -75,6 +77,11 @@ def read_table(path: str | Path, format: str | None = None, separator: str = ","
         raise DataError(f"cannot read as {fmt}: {_first_line(str(e))}", path=path) from e
     if table.width == 0 or table.height == 0:
         raise DataError("no data rows", path=path)
+    # polars pads a short row with nulls instead of failing (a long one it does
+    # reject), so a null in the last column is the cheap sign of one; an empty
+    # last field gives the same null, so only the slow scan can tell them apart.
+    if fmt == "csv" and table.width > 1 and table[table.columns[-1]].null_count():
+        _raise_csv_problem(path, separator)
     return table
 
 
@@ -204,18 +211,44 @@ def _first_ragged_line(
 
 
 def _raise_csv_problem(path: Path, separator: str) -> None:
-    """Name the line polars choked on: a bad byte, or a row of the wrong width."""
-    text = _decode(path.read_bytes(), "utf-8", path)
+    """Name the line polars choked on, or padded: a row of the wrong width, or a blank line."""
+    text = _decode(_read_bytes(path), "utf-8", path)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
     header = next(reader, [])
+    expected = f"expected {len(header)} columns separated by {separator!r} as in the header"
     for row in reader:
+        if not row and len(header) > 1:
+            raise DataError(f"blank line ({expected})", path, reader.line_num)
         if row and len(row) != len(header):
             raise DataError(
-                f"expected {len(header)} columns separated by {separator!r} as in the header, "
-                f"found {len(row)}",
+                f"{expected}, found {len(row)}{_row_hint(header, row, separator)}",
                 path,
                 reader.line_num,
             )
+
+
+def _row_hint(header: list[str], row: list[str], separator: str) -> str:
+    """Why a row's width differs from the header's, when the separator is the likely cause."""
+    if len(header) == 1 and (hint := separator_hint(header, separator)):
+        return f" — {hint}"
+    if len(row) == 1:
+        guess = _guess_separator(row[0], separator)
+        return f" — is this line separated by {guess!r}?" if guess else " — wrong separator?"
+    return ""
+
+
+def separator_hint(columns: list[str], separator: str) -> str:
+    """A guess at the right separator when a CSV header came out as one column, else ""."""
+    guess = _guess_separator(columns[0], separator) if len(columns) == 1 else None
+    if guess is None:
+        return ""
+    return f"the header has 1 column; is the separator {guess!r} not {separator!r}?"
+
+
+def _guess_separator(text: str, separator: str) -> str | None:
+    counts = {c: text.count(c) for c in _LIKELY_SEPARATORS if c != separator}
+    guess = max(counts, key=lambda c: counts[c])
+    return guess if counts[guess] else None
 
 
 def _first_line(message: str) -> str:

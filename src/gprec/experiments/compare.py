@@ -113,7 +113,14 @@ def run_comparison(
     out_dir: Path,
     log: Logger,
     title: str = "Comparison",
+    overrides: list[str] | None = None,
 ) -> dict:
+    """Run every spec with every seed in `out_dir`; return the summary.
+
+    `overrides` (the command line's `--set`) apply after each model's overlay,
+    so `--set data.path=...` reaches a model whose YAML has its own data section;
+    a spec's own `[key=value]` options come last.
+    """
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"--models lists a model twice: {labels}")
@@ -121,7 +128,7 @@ def run_comparison(
     # Validate every config before the first run, so a typo fails in seconds, not hours.
     configs = {}
     for spec in specs:
-        raw = apply_overrides(_merge(base_raw, spec.overlay), spec.overrides)
+        raw = apply_overrides(_merge(base_raw, spec.overlay), [*(overrides or []), *spec.overrides])
         for seed in seeds:
             configs[spec.label, seed] = parse_config(
                 apply_overrides(raw, [f"train.seed={seed}"]), f"model {spec.label}"

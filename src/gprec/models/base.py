@@ -11,14 +11,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from gprec.config import StrictModel
 from gprec.data.schema import EncodedField, Role, fields_of_role
 from gprec.layers.embedding import FieldEmbedding
-from gprec.layers.mlp import PredictionHead
+from gprec.layers.mlp import ACTIVATIONS, PredictionHead
+
+# Built from the mapping the layers index, so a new activation is accepted here
+# by adding it there, and a misspelt one fails validation listing the choices.
+Activation = Literal[tuple(ACTIVATIONS)]
+# A zero width trains, but as a constant model: every layer after it sees zeros.
+Width = Annotated[int, Field(ge=1)]
 
 
 @dataclass
@@ -31,15 +39,15 @@ class ModelOptions(StrictModel):
     """Options every model has; a model's own options class extends these."""
 
     name: str
-    embedding_dim: int = 16
-    embedding_init_std: float = 1e-4
+    embedding_dim: Width = 16
+    embedding_init_std: float = Field(1e-4, ge=0)
 
 
 class BackboneOptions(ModelOptions):
-    head_units: list[int] = [64, 32, 16]
-    dropout: float = 0.0
+    head_units: list[Width] = [64, 32, 16]
+    dropout: float = Field(0.0, ge=0, lt=1)  # 1 would zero every hidden unit
     batch_norm: bool = False
-    activation: str = "relu"
+    activation: Activation = "relu"
 
 
 class CTRModel(nn.Module):

@@ -400,7 +400,8 @@ class GPRec(CTRModel):
             return self.classifier(e_u.flatten(1))
         xu = x.index_select(1, self.user_idx)
         if self._radix_ok:
-            _, inverse = torch.unique(xu @ self.user_radix, return_inverse=True)
+            # multiply-and-sum, not a matmul: CUDA has no integer matmul
+            _, inverse = torch.unique((xu * self.user_radix).sum(1), return_inverse=True)
         else:
             _, inverse = torch.unique(xu, dim=0, return_inverse=True)
         n_unique = int(inverse.max()) + 1 if inverse.numel() else 0
