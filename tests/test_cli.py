@@ -192,3 +192,24 @@ def test_compare_set_overrides_a_model_files_own_sections(tmp_path):
     assert main(args) == 0
     run_config = next(out.glob("model/seed-*/config.yaml")).read_text()
     assert "max_epochs: 1" in run_config and "lr: 0.01" in run_config
+
+
+def test_run_config_is_resolved_and_reruns_the_same(tmp_path, monkeypatch):
+    """config.yaml names the data by absolute path ($GPREC_DATA applied) and writes the split
+    seed, so training from it elsewhere reproduces the run."""
+    write_ml100k(tmp_path / "data" / "ml-100k")
+    monkeypatch.setenv("GPREC_DATA", str(tmp_path / "data"))
+    base = [
+        "--set", "data={source: ml-100k, path: ml-100k}",
+        "--set", f"data.cache_dir={tmp_path / 'cache'}",
+        "--set", "train.max_epochs=2", "--set", "train.seed=7", "--set", "train.progress=false",
+    ]  # fmt: skip
+    assert main(["train", *base, "--out", str(tmp_path / "a")]) == 0
+    resolved = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
+    assert resolved["data"]["path"] == str((tmp_path / "data" / "ml-100k").resolve())
+    assert resolved["data"]["split_seed"] == 7
+    monkeypatch.delenv("GPREC_DATA")
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["train", "-c", "config.yaml", "--out", str(tmp_path / "b")]) == 0
+    first, again = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+    assert again["test"] == first["test"]

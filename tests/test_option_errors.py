@@ -48,6 +48,14 @@ def test_bad_backbone_option_of_gprec_is_named(tmp_path, capsys):
     assert "model.backbone: activation: Input should be 'relu'" in run_error(capsys, args)
 
 
+@pytest.mark.parametrize(
+    "key", ["classifier_units", "aux_units", "personal_units", "dynamic_units"]
+)
+def test_gprec_layer_widths_must_be_positive(tmp_path, capsys, key):
+    args = ["train", "--set", f"model={{name: gprec, {key}: [8, 0]}}", "-o", str(tmp_path / "r")]
+    assert f"model.{key}.1: Input should be greater than or equal to 1" in run_error(capsys, args)
+
+
 def test_every_listed_activation_builds(fields):
     for name in ACTIVATIONS:
         model = build_model(resolve_model_options({"name": "mlp", "activation": name}), fields)

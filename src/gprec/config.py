@@ -91,6 +91,23 @@ class RunConfig(StrictModel):
     def split_seed(self) -> int:
         return self.data.split_seed if self.data.split_seed is not None else self.train.seed
 
+    def resolved(self) -> RunConfig:
+        """This config with what depends on the environment or on other keys made explicit.
+
+        A run directory's `config.yaml` must reproduce the run from anywhere: the data path
+        and cache dir become absolute ($GPREC_DATA applied) and the split seed is written out.
+        """
+        data = self.data.model_copy(
+            update={
+                "path": None
+                if self.data.path is None
+                else str(self.data.resolved_path().resolve()),
+                "cache_dir": str(self.data.resolved_cache_dir().resolve()),
+                "split_seed": self.split_seed(),
+            }
+        )
+        return self.model_copy(update={"data": data})
+
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     """One line per problem, naming the dotted key, e.g. `train.lrr: unknown key`."""
@@ -163,4 +180,5 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def dump_config(cfg: RunConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    """The fully resolved config as YAML (see `RunConfig.resolved`)."""
+    return yaml.safe_dump(cfg.resolved().model_dump(mode="json"), sort_keys=False)

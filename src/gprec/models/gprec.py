@@ -46,7 +46,7 @@ from gprec.data.schema import EncodedField, Role, fields_of_role
 from gprec.errors import ConfigError
 from gprec.layers.group import BatchedGroupMLP, gumbel_pair_masks
 from gprec.layers.mlp import MLP, LowRankDelta, PredictionHead
-from gprec.models.base import Backbone, CTRModel, ModelOptions, ModelOutput
+from gprec.models.base import Backbone, CTRModel, ModelOptions, ModelOutput, Width
 from gprec.models.registry import build_model, model_class, register, resolve_model_options
 
 STRATEGIES = ("input", "dynamic", "ensemble")
@@ -60,12 +60,12 @@ class GPRecOptions(ModelOptions):
     tau: float = Field(0.5, gt=0)
     group_reduce: Literal["concat", "sum"] = "concat"
     group_init_std: float = Field(0.1, gt=0)  # (choice) N(0, std) init of p_i, n_i
-    classifier_units: list[int] = [64, 32]  # per group, then 2 outputs
-    aux_units: list[int] = [64, 32, 16]  # f_1, then 1 output
-    personal_units: list[int] = [64, 32]  # f_2, then r_G's width
+    classifier_units: list[Width] = [64, 32]  # per group, then 2 outputs
+    aux_units: list[Width] = [64, 32, 16]  # f_1, then 1 output
+    personal_units: list[Width] = [64, 32]  # f_2, then r_G's width
     strategy: Literal["input", "dynamic", "ensemble"] = "input"
     dynamic_rank: int = Field(4, ge=1)
-    dynamic_units: list[int] = [64]  # f_DP's hidden layers (choice)
+    dynamic_units: list[Width] = [64]  # f_DP's hidden layers (choice)
     lambda_group: float = Field(1.0, ge=0)
     lambda_contrastive: float = Field(0.001, ge=0)
     lambda_orthogonal: float = Field(0.0001, ge=0)
