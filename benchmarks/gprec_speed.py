@@ -1,0 +1,149 @@
+"""Seconds per training epoch: MLP vs GPRec(MLP, G=60) on MovieLens-100K, in one run.
+
+Every model is built from its shipped config (`configs/ml-100k/*.yaml`) and trained
+through `Trainer._train_epoch` on the same training split (seed 2024) with the trainer's
+own optimizer (fused Adam). The models take turns epoch by epoch (round-robin), so a
+change in the machine's load hits all of them alike; a warm-up epoch each is not timed,
+and evaluation is not timed. The acceptance figure is GPRec's cost relative to the MLP
+(issue 3: at most 3x), reported for each construction strategy.
+
+    python benchmarks/gprec_speed.py                  # ML-100K from ../shared/data/ml-100k
+    python benchmarks/gprec_speed.py --epochs 5 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+# The sibling benchmark owns the machine-load helpers; this script is run as a file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trainer_vs_dataloader import (  # noqa: E402
+    QUIET_SHARE,
+    CpuMeter,
+    busy_note,
+    log,
+    machine_info,
+    summarise,
+    wait_for_quiet,
+    write_text_atomic,
+)
+
+from gprec.config import load_config  # noqa: E402
+from gprec.data.dataset import load_dataset  # noqa: E402
+from gprec.models.registry import build_model  # noqa: E402
+from gprec.training.run import count_parameters  # noqa: E402
+from gprec.training.trainer import Trainer, as_tensors, seed_everything  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "gprec_speed_ml100k"
+SEED = 2024
+MAX_COST = 3.0
+MODELS = {
+    "mlp": "configs/ml-100k/mlp.yaml",
+    "gprec-input": "configs/ml-100k/gprec-input.yaml",
+    "gprec-dynamic": "configs/ml-100k/gprec-dynamic.yaml",
+    "gprec-ensemble": "configs/ml-100k/gprec-ensemble.yaml",
+}
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    info = machine_info(args.threads)
+    overrides = [f"data.path={args.data_dir}", f"train.seed={SEED}", "train.progress=false"]
+    configs = {name: load_config(ROOT / path, overrides) for name, path in MODELS.items()}
+    data = load_dataset(configs["mlp"].data, SEED)
+    X, y = as_tensors(data.X["train"], data.y["train"])
+    log(f"data: {data.name}, {len(y)} training rows, {len(data.fields)} fields")
+
+    trainers, optimizers, generators = {}, {}, {}
+    for name, cfg in configs.items():
+        seed_everything(SEED)
+        model = build_model(cfg.model, data.fields)
+        trainers[name] = Trainer(model, cfg.train, log=lambda m: None)
+        optimizers[name] = torch.optim.Adam(
+            model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=True
+        )
+        generators[name] = seed_everything(SEED)
+        trainers[name]._train_epoch(X, y, optimizers[name], generators[name], 0)  # warm-up
+
+    quiet = wait_for_quiet(args.max_wait, QUIET_SHARE)
+    meters: dict[str, list[CpuMeter]] = {name: [] for name in configs}
+    for epoch in range(1, args.epochs + 1):
+        for name, trainer in trainers.items():
+            with CpuMeter() as m:
+                _, seconds = trainer._train_epoch(X, y, optimizers[name], generators[name], epoch)
+            m.seconds = seconds  # the trainer's own timer: its batch loop only
+            meters[name].append(m)
+            log(f"  epoch {epoch} {name}: {seconds:.3f}s{busy_note(m)}")
+
+    results = {}
+    for name, ms in meters.items():
+        r = summarise(ms, len(y))
+        r["parameters"] = count_parameters(trainers[name].model)
+        results[name] = r
+    base = results["mlp"]["mean_seconds_per_epoch"]
+    for r in results.values():
+        r["cost_vs_mlp"] = r["mean_seconds_per_epoch"] / base
+    shares = [r["max_others_cpu_share"] for r in results.values() if r["max_others_cpu_share"]]
+    return {
+        "benchmark": NAME,
+        "data": {"name": data.name, "train_rows": len(y), "split_seed": SEED},
+        "models": {name: configs[name].model for name in configs},
+        "batch_size": configs["mlp"].train.batch_size,
+        "epochs_timed": args.epochs,
+        "results": results,
+        "max_cost_allowed": MAX_COST,
+        "within_cost": {n: r["cost_vs_mlp"] <= MAX_COST for n, r in results.items()},
+        "waited_for_quiet": quiet,
+        "contended": bool(shares) and max(shares) > QUIET_SHARE,
+        "machine": info,
+    }
+
+
+def markdown(res: dict) -> str:
+    m = res["machine"]
+    lines = [
+        "## Seconds per epoch: MLP vs GPRec(MLP, G=60) on ML-100K",
+        "",
+        f"{res['data']['train_rows']:,} training rows, batch {res['batch_size']}, "
+        f"{res['epochs_timed']} timed epochs per model taken in turns; {m['cpu_model']}, "
+        f"{m['torch_threads']} torch threads, torch {m['torch']}.",
+        "",
+        "| model | parameters | seconds / epoch | samples / second | cost vs MLP | <= 3x |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in res["results"].items():
+        ok = "yes" if res["within_cost"][name] else "**no**"
+        lines.append(
+            f"| {name} | {r['parameters']:,} | {r['mean_seconds_per_epoch']:.3f} | "
+            f"{r['samples_per_second']:,.0f} | {r['cost_vs_mlp']:.2f}x | {ok} |"
+        )
+    if res["contended"]:
+        lines += ["", "**Warning:** other processes used the CPUs during timing."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-wait", type=float, default=600.0, help="seconds to wait for quiet")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = p.parse_args(argv)
+    res = run(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / f"{NAME}.json", json.dumps(res, indent=2))
+    write_text_atomic(out / f"{NAME}.md", markdown(res))
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
