@@ -77,6 +77,8 @@ def test_compare_writes_table_and_resumes(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| mlp |" in table and "| mlp[dropout=0.3] |" in table and "Welch p" in table
     summary = json.loads((out / "comparison.json").read_text())
+    valid = sum(r["valid_auc"] for r in summary["runs"]["mlp"].values()) / 2
+    assert f"| mlp | {valid:.4f} |" in table  # the validation AUC models are chosen by
     assert {m["model"] for m in summary["models"]} == {"mlp", "mlp[dropout=0.3]"}
     assert all(m["n"] == 2 for m in summary["models"])
     assert (out / "comparison.csv").read_text().startswith("model,")

@@ -175,18 +175,19 @@ def run_comparison(
 
 
 def speed_markdown(summary: dict) -> str:
-    """Per-model training cost, averaged over seeds, and the comparison's wall time."""
+    """Per-model validation AUC (what a model is chosen by, never the test split), training
+    cost averaged over seeds, and the comparison's wall time."""
     lines = [
         "",
-        "| model | epochs run (mean) | seconds / epoch | samples / second |",
-        "|---|---|---|---|",
+        "| model | valid AUC | epochs run (mean) | seconds / epoch | samples / second |",
+        "|---|---|---|---|---|",
     ]
     for model, runs in summary["runs"].items():
-        epochs, seconds, speed = (
+        valid, epochs, seconds, speed = (
             statistics.fmean(r[key] for r in runs.values())
-            for key in ("epochs_run", "seconds_per_epoch", "samples_per_second")
+            for key in ("valid_auc", "epochs_run", "seconds_per_epoch", "samples_per_second")
         )
-        lines.append(f"| {model} | {epochs:.1f} | {seconds:.2f} | {speed:,.0f} |")
+        lines.append(f"| {model} | {valid:.4f} | {epochs:.1f} | {seconds:.2f} | {speed:,.0f} |")
     lines += [
         "",
         f"Wall time of this comparison: {summary['wall_seconds']:.0f} s "
