@@ -71,7 +71,8 @@ class GPRecOptions(ModelOptions):
     lambda_orthogonal: float = Field(0.0001, ge=0)
     orthogonal: Literal["abs", "signed"] = "abs"
     backbone_aux_loss: bool = False
-    group_embedding: Literal["dual", "single"] = "dual"  # single: GPRec-1
+    # single: GPRec-1, softmax over groups; it has no 1 - M branch, so no L_con, and tau is unused
+    group_embedding: Literal["dual", "single"] = "dual"
     individual: bool = True  # False: GPRec-2
     # Run the classifier once per distinct user-field row of the batch, then
     # gather: exact (g sees only user fields; noise is drawn per sample after).
