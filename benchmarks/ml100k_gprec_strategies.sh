@@ -2,8 +2,9 @@
 # gprec compare on MovieLens-100K, five seeds (a seed fixes the split too, so runs are paired):
 # 1. MLP (paper settings, and weight decay 1e-5: the MLP gets the same tuning care) vs GPRec(MLP)
 #    with each construction strategy, plus 'dynamic' with group_reduce=sum;
-# 2. the ablations GPRec-1..5 (SPEC 7) of GPRec(MLP, dynamic), beside the full model.
-# Both use one experiment directory, so the full dynamic model's runs are trained once.
+# 2. the ablations GPRec-1..5 (SPEC 7) of GPRec(MLP, dynamic), beside the full model;
+# 3. GPRec with group embeddings initialised at the field embeddings' scale.
+# All use one experiment directory, so the MLP and full dynamic model runs are trained once.
 # Usage: GPREC_DATA=../shared/data bash benchmarks/ml100k_gprec_strategies.sh [RUN_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +21,9 @@ gprec compare --config configs/ml-100k/gprec-dynamic.yaml "${common[@]}" \
   --title "GPRec(MLP, dynamic) ablations on ML-100K (5 seeds)"
 mkdir -p benchmarks/results/ml100k-gprec-ablations
 cp "$runs"/comparison.{md,csv,json} benchmarks/results/ml100k-gprec-ablations/
+# 3. group embeddings initialised at the field embeddings' scale (N(0, 1e-4) instead of N(0, 0.1)).
+gprec compare --config configs/ml-100k/mlp.yaml "${common[@]}" \
+  --models "mlp,mlp[train.weight_decay=1e-5],configs/ml-100k/gprec-input.yaml[group_init_std=0.0001],configs/ml-100k/gprec-dynamic.yaml[group_init_std=0.0001],configs/ml-100k/gprec-dynamic.yaml[group_reduce=sum,group_init_std=0.0001]" \
+  --title "MLP vs GPRec(MLP) with group_init_std=1e-4 on ML-100K (5 seeds)"
+mkdir -p benchmarks/results/ml100k-gprec-init
+cp "$runs"/comparison.{md,csv,json} benchmarks/results/ml100k-gprec-init/

@@ -17,6 +17,18 @@ def test_field_embedding_uses_per_field_offsets():
     )
 
 
+def test_field_embedding_gradient_equals_nn_embedding():
+    """Repeated rows accumulate their gradients, as with F.embedding."""
+    emb = FieldEmbedding([3, 5, 2], dim=4)
+    x = torch.tensor([[2, 0, 1], [2, 4, 1], [0, 0, 0]])
+    upstream = torch.randn(3, 3, 4)
+    (emb(x) * upstream).sum().backward()
+    w = emb.table.weight.detach().clone().requires_grad_()
+    (torch.nn.functional.embedding(x + emb.offsets, w) * upstream).sum().backward()
+    assert torch.allclose(emb.table.weight.grad, w.grad)
+    assert emb.table.weight.grad[2].abs().sum() > 0  # row 2 of field 0 got two samples' worth
+
+
 def test_prediction_head_low_rank_deltas_equal_per_sample_weights():
     torch.manual_seed(0)
     head = PredictionHead(6, [4, 3])
