@@ -14,7 +14,6 @@ and evaluation is not timed. The acceptance figure is GPRec's cost relative to t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from trainer_vs_dataloader import (  # noqa: E402
     machine_info,
     summarise,
     wait_for_quiet,
-    write_text_atomic,
+    write_results,
 )
 
 from gprec.config import load_config  # noqa: E402
@@ -137,11 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
     res = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / f"{NAME}.json", json.dumps(res, indent=2))
-    write_text_atomic(out / f"{NAME}.md", markdown(res))
-    print(markdown(res))
+    md = markdown(res)
+    write_results(Path(args.out), NAME, res, md)
+    print(md)
     return 0
 
 

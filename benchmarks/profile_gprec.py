@@ -12,7 +12,6 @@ shapes (the shapes tell which part of the model an operator belongs to).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trainer_vs_dataloader import machine_info, write_text_atomic  # noqa: E402
+from trainer_vs_dataloader import machine_info, write_results  # noqa: E402
 
 from gprec.config import load_config  # noqa: E402
 from gprec.data.dataset import load_dataset  # noqa: E402
@@ -163,12 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         },
         "machine": machine_info(args.threads),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"profile_{args.dataset}_gprec-{args.strategy}"
-    write_text_atomic(out / f"{stem}.json", json.dumps(res, indent=2))
-    write_text_atomic(out / f"{stem}.md", markdown(res))
-    print(markdown(res))
+    md = markdown(res)
+    write_results(Path(args.out), stem, res, md)
+    print(md)
     return 0
 
 

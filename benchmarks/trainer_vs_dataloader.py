@@ -59,6 +59,7 @@ from torch.utils.data import DataLoader, Dataset
 import gprec.training.trainer as trainer_module
 from gprec.config import DataConfig, TrainConfig, parse_config
 from gprec.data.dataset import load_dataset
+from gprec.io import write_text_atomic
 from gprec.models.registry import build_model
 from gprec.training.trainer import (
     Trainer,
@@ -495,20 +496,10 @@ def markdown(res: dict) -> str:
     )
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a temp file beside `path`, then os.replace it: never a half-written result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_results(out_dir: Path, stem: str, res: dict, md: str) -> None:
+    """`stem.json` (every figure) and `stem.md` (the summary), each written atomically."""
+    write_text_atomic(out_dir / f"{stem}.json", json.dumps(res, indent=2) + "\n")
+    write_text_atomic(out_dir / f"{stem}.md", md)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -582,8 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     md = markdown(res)
     out = Path(args.out_dir)
-    write_text_atomic(out / f"{NAME}.json", json.dumps(res, indent=2) + "\n")
-    write_text_atomic(out / f"{NAME}.md", md)
+    write_results(out, NAME, res, md)
     print(md)
     if not res["passed"]:
         log(f"FAILED: speed-up {res['speedup']:.1f}x is below {MIN_SPEEDUP:.0f}x")

@@ -1,7 +1,7 @@
 """One embedding table for all fields, addressed through per-field offsets.
 
-A single table makes the lookup one `F.embedding` call per batch instead of
-one per field, which matters on CPU where per-op overhead dominates.
+A single table makes the lookup one gather per batch instead of one per field,
+which matters on CPU where per-op overhead dominates.
 """
 
 from __future__ import annotations
