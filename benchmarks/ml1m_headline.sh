@@ -11,6 +11,7 @@ runs="${1:-runs/ml1m}"
 ratings="${RATINGS:-ratings_no_timestamp.dat}"
 gprec compare --config configs/ml-1m/mlp.yaml --set train.progress=false \
   --set "data.ratings_file=$ratings" --seeds 5 --out "$runs" \
+  --baseline mlp --baseline "mlp[train.weight_decay=1e-5]" \
   --models "mlp,mlp[train.weight_decay=1e-5],configs/ml-1m/gprec-dynamic.yaml" \
   --title "MLP vs GPRec(MLP) on ML-1M (5 seeds)"
 mkdir -p benchmarks/results/ml1m-headline

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-runs/synth-gprec}"
 gprec compare --config configs/synthetic/mlp.yaml --set train.progress=false --set train.threads=2 \
-  --models "mlp,gprec,gprec[group_reduce=sum]" --seeds 5 --out "$runs" \
+  --models "mlp,gprec,gprec[group_reduce=sum]" --seeds 5 --out "$runs" --baseline mlp \
   --title "MLP vs GPRec(MLP) on the built-in synthetic data (5 seeds)"
 mkdir -p benchmarks/results/synthetic-gprec
 cp "$runs"/comparison.{md,csv,json} benchmarks/results/synthetic-gprec/

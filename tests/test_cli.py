@@ -88,6 +88,13 @@ def test_compare_writes_table_and_resumes(tmp_path, capsys):
     # second call: nothing retrained
     assert main(args) == 0
     assert capsys.readouterr().err.count("finished before") == 4
+    # a baseline adds the pre-specified test (chosen on validation), still retraining nothing
+    assert main([*args, "--baseline", "mlp"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("finished before") == 4 and "Pre-specified test" in captured.out
+    pre = json.loads((out / "comparison.json").read_text())["prespecified"]
+    assert pre["baseline"] == "mlp" and pre["candidate"] == "mlp[dropout=0.3]"
+    assert {t["metric"] for t in pre["tests"]} == {"auc", "logloss"}
 
 
 def test_compare_refuses_a_changed_config_in_the_same_directory(tmp_path, capsys):
@@ -158,6 +165,8 @@ def test_models_lists_the_registry(capsys):
         (["compare", "-m", "mlp", "--seeds", "x"], "--seeds"),
         (["compare", "-m", "mlp,mlp"], "lists a model twice"),
         (["compare", "-m", "mlp[dropuot=0.1]", "-s", "1"], "model.dropuot: unknown key"),
+        (["compare", "-m", "mlp,mlp[dropout=0.1]", "-b", "fm"], "--baseline 'fm' is not one of"),
+        (["compare", "-m", "mlp", "-b", "mlp"], "names every model"),
         (["data", "synth", "--out", "{tmp}"], "not empty"),
         (["train", "--set", "train.device=gpu"], "train.device"),
         pytest.param(

@@ -3,7 +3,7 @@ import pytest
 from scipy import stats
 
 from gprec.evaluation.metrics import ctr_metrics
-from gprec.evaluation.significance import summarize, to_csv_rows, to_markdown
+from gprec.evaluation.significance import holm, summarize, to_csv_rows, to_markdown
 
 
 def test_ctr_metrics_match_hand_values():
@@ -40,3 +40,45 @@ def test_summary_ranks_and_tests_best_against_runner_up():
     md = to_markdown(summary)
     assert "**0.8000 ± 0.0100**" in md and "_0.7850" in md
     assert to_csv_rows(summary)[1]["auc_paired_p_vs_best"] == pytest.approx(t["paired_p"])
+
+
+def test_holm_matches_hand_computation_and_skips_nan():
+    # sorted 0.01, 0.02, 0.04 -> 3*0.01, max(0.03, 2*0.02), max(0.04, 1*0.04)
+    assert holm([0.04, 0.01, float("nan"), 0.02]) == pytest.approx(
+        [0.04, 0.03, np.nan, 0.04], nan_ok=True
+    )
+    assert holm([0.6, 0.5]) == pytest.approx([1.0, 1.0])
+
+
+def test_prespecified_test_chooses_both_sides_on_validation_not_test():
+    seeds = [1, 2, 3, 4]
+    test = {
+        "base_a": [0.780, 0.790, 0.785, 0.775],
+        "base_b": [0.782, 0.791, 0.788, 0.776],
+        "cand_x": [0.791, 0.801, 0.797, 0.785],  # best on test ...
+        "cand_y": [0.784, 0.797, 0.788, 0.781],
+    }
+    valid = {"base_a": 0.79, "base_b": 0.78, "cand_x": 0.70, "cand_y": 0.80}  # ... not on valid
+    res = {
+        m: {s: {"auc": v, "logloss": 1 - v} for s, v in zip(seeds, vals, strict=True)}
+        for m, vals in test.items()
+    }
+    va = {m: dict.fromkeys(seeds, v) for m, v in valid.items()}
+    summary = summarize(res, va, ["base_a", "base_b"])
+    pre = summary["prespecified"]
+    assert pre["baseline"] == "base_a" and pre["candidate"] == "cand_y"
+    auc = next(t for t in pre["tests"] if t["metric"] == "auc")
+    expected = stats.ttest_rel(test["cand_y"], test["base_a"], alternative="greater").pvalue
+    assert auc["best"] == "cand_y" and auc["other"] == "base_a"
+    assert auc["paired_p"] == pytest.approx(expected)
+    each = [t for t in pre["each_vs_baseline"] if t["metric"] == "auc"]
+    assert {t["best"] for t in each} == {"cand_x", "cand_y"}
+    assert all(t["holm_paired_p"] >= t["paired_p"] for t in each)
+    assert "Pre-specified test" in to_markdown(summary)
+    # the exploratory table still tests the best test mean, Holm-adjusted
+    explo = [t for t in summary["tests"] if t["metric"] == "auc"]
+    assert {t["best"] for t in explo} == {"cand_x"} and len(explo) == 3
+    with pytest.raises(ValueError, match="not one of"):
+        summarize(res, va, ["nope"])
+    with pytest.raises(ValueError, match="every model is a baseline"):
+        summarize(res, va, list(test))

@@ -24,6 +24,15 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", "-s", default="5", help="a count (5) or a list (1,2,3); default 5")
     p.add_argument("--out", "-o", help="experiment directory (default: runs/compare-<time>)")
     p.add_argument("--title", default="Comparison", help="title of the Markdown table")
+    p.add_argument(
+        "--baseline",
+        "-b",
+        action="append",
+        metavar="MODEL",
+        help="a model of --models to test the others against (repeatable: the baseline is then "
+        "the one with the best validation AUC); adds the pre-specified test of the best other "
+        "model on validation AUC against it",
+    )
     p.set_defaults(handler=handle)
 
 
@@ -39,6 +48,6 @@ def handle(args) -> int:
     else:
         default = Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
         out = output_dir(default, "experiment directory")
-    run_comparison(base_raw, specs, seeds, out, echo, args.title, args.overrides)
+    run_comparison(base_raw, specs, seeds, out, echo, args.title, args.overrides, args.baseline)
     print((out / "comparison.md").read_text())
     return 0

@@ -3,6 +3,14 @@
 Runs that share a seed share the data split, so models are paired by seed:
 the paired t-test (per-seed differences) is reported beside Welch's test,
 which ignores the pairing and is what the paper reports.
+
+Two kinds of tests. The exploratory table tests the model with the best *test*
+mean against every other one: its direction comes from the test split and it
+runs many tests, so its paired p-values are also given Holm-adjusted. The
+pre-specified test (`baselines` given) picks, on mean *validation* AUC, one
+model among the baselines and one among the rest, and tests once, on the test
+split, that the candidate beats the baseline: the protocol a paper's claim
+needs.
 """
 
 from __future__ import annotations
@@ -38,6 +46,24 @@ class Test:
     mean_difference: float  # best - other, on the paired seeds
     welch_p: float  # one-sided: best is better
     paired_p: float  # one-sided, per-seed differences (ttest_rel)
+    holm_paired_p: float = math.nan  # paired_p, Holm-adjusted over its family of tests
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment (family-wise error); NaNs stay NaN and do not count."""
+    order = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for k, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - k) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def _with_holm(tests: list[Test]) -> list[Test]:
+    for t, adj in zip(tests, holm([t.paired_p for t in tests]), strict=True):
+        t.holm_paired_p = adj
+    return tests
 
 
 def _std(values: np.ndarray) -> float:
@@ -62,11 +88,17 @@ def one_sided_tests(
     return Test(metric, best, other, len(seeds), diff, welch, paired)
 
 
-def summarize(results: dict[str, dict[int, dict[str, float]]]) -> dict:
+def summarize(
+    results: dict[str, dict[int, dict[str, float]]],
+    valid_auc: dict[str, dict[int, float]] | None = None,
+    baselines: list[str] | None = None,
+) -> dict:
     """`results[model][seed] = {"auc": .., "logloss": ..}` -> per-model stats and tests.
 
     Each metric ranks models by mean; the best is tested against every other
-    model, the runner-up first.
+    model, the runner-up first (exploratory; Holm-adjusted per metric). With
+    `baselines` (and `valid_auc[model][seed]`), also the pre-specified test:
+    see `prespecified`.
     """
     rows = []
     for model, by_seed in results.items():
@@ -82,11 +114,66 @@ def summarize(results: dict[str, dict[int, dict[str, float]]]) -> dict:
             setattr(row, f"{metric}_rank", rank)
         best = ordered[0].model
         values = {m: {s: v[metric] for s, v in by_seed.items()} for m, by_seed in results.items()}
-        tests += [
-            one_sided_tests(metric, best, r.model, values[best], values[r.model])
-            for r in ordered[1:]
-        ]
-    return {"models": [asdict(r) for r in rows], "tests": [asdict(t) for t in tests]}
+        tests += _with_holm(
+            [
+                one_sided_tests(metric, best, r.model, values[best], values[r.model])
+                for r in ordered[1:]
+            ]
+        )
+    summary = {"models": [asdict(r) for r in rows], "tests": [asdict(t) for t in tests]}
+    if baselines:
+        summary["prespecified"] = prespecified(results, valid_auc or {}, baselines)
+    return summary
+
+
+def prespecified(
+    results: dict[str, dict[int, dict[str, float]]],
+    valid_auc: dict[str, dict[int, float]],
+    baselines: list[str],
+) -> dict:
+    """Choose on validation, test once on test.
+
+    The baseline is the member of `baselines` with the best mean validation AUC,
+    the candidate the best of the other models; the test is one-sided (candidate
+    better). Every other model is also tested against the chosen baseline, with
+    Holm-adjusted paired p-values (that family is exploratory again).
+    """
+    unknown = [b for b in baselines if b not in results]
+    if unknown:
+        raise ValueError(f"baseline {unknown[0]!r} is not one of the compared models")
+    others = [m for m in results if m not in baselines]
+    if not others:
+        raise ValueError("every model is a baseline: nothing to test against them")
+    missing = [m for m in results if not valid_auc.get(m)]
+    if missing:
+        raise ValueError(f"no validation AUC for {missing[0]!r}: cannot choose on validation")
+
+    def by_valid(models: list[str]) -> str:
+        return max(models, key=lambda m: float(np.mean(list(valid_auc[m].values()))))
+
+    base, cand = by_valid(baselines), by_valid(others)
+    values = {
+        metric: {m: {s: v[metric] for s, v in by_seed.items()} for m, by_seed in results.items()}
+        for metric in METRICS
+    }
+    chosen = [one_sided_tests(mt, cand, base, values[mt][cand], values[mt][base]) for mt in METRICS]
+    each = []
+    for metric in METRICS:
+        each += _with_holm(
+            [
+                one_sided_tests(metric, m, base, values[metric][m], values[metric][base])
+                for m in others
+            ]
+        )
+    mean_valid = {m: float(np.mean(list(valid_auc[m].values()))) for m in results}
+    return {
+        "baselines": list(baselines),
+        "baseline": base,
+        "candidate": cand,
+        "valid_auc": {"baseline": mean_valid[base], "candidate": mean_valid[cand]},
+        "tests": [asdict(t) for t in chosen],
+        "each_vs_baseline": [asdict(t) for t in each],
+    }
 
 
 def _fmt_p(p: float) -> str:
@@ -102,7 +189,7 @@ def to_markdown(summary: dict, title: str = "Comparison") -> str:
     lines = [
         f"## {title}",
         "",
-        "Mean ± std over seeds; **best**, _runner-up_. p-values are one-sided (best is better).",
+        "Mean ± std over seeds (test split); **best**, _runner-up_. p-values are one-sided.",
         "",
         "| model | seeds | AUC | LogLoss |",
         "|---|---|---|---|",
@@ -112,17 +199,37 @@ def to_markdown(summary: dict, title: str = "Comparison") -> str:
             f"| {r['model']} | {r['n']} | {_cell(r['auc_mean'], r['auc_std'], r['auc_rank'])} "
             f"| {_cell(r['logloss_mean'], r['logloss_std'], r['logloss_rank'])} |"
         )
+    pre = summary.get("prespecified")
+    if pre:
+        lines += [
+            "",
+            "Pre-specified test: each side chosen on mean validation AUC, tested once on test "
+            f"(one-sided: the candidate is better). Baseline **{pre['baseline']}** (valid "
+            f"{pre['valid_auc']['baseline']:.4f}, chosen among {', '.join(pre['baselines'])}); "
+            f"candidate **{pre['candidate']}** (valid {pre['valid_auc']['candidate']:.4f}).",
+            "",
+            "| metric | candidate | baseline | paired seeds | mean diff | Welch p | paired p |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [_test_row(t, holm=False) for t in pre["tests"]]
     lines += [
         "",
-        "| metric | best | vs | paired seeds | mean diff | Welch p | paired p |",
-        "|---|---|---|---|---|---|---|",
+        "Exploratory: the best test mean against each other model (the direction comes from "
+        "the test split); Holm adjusts the paired p-values per metric.",
+        "",
+        "| metric | best | vs | paired seeds | mean diff | Welch p | paired p | Holm paired p |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for t in summary["tests"]:
-        lines.append(
-            f"| {t['metric']} | {t['best']} | {t['other']} | {t['n_paired']} | {t['mean_difference']:+.4f} "
-            f"| {_fmt_p(t['welch_p'])} | {_fmt_p(t['paired_p'])} |"
-        )
+    lines += [_test_row(t) for t in summary["tests"]]
     return "\n".join(lines) + "\n"
+
+
+def _test_row(t: dict, holm: bool = True) -> str:
+    row = (
+        f"| {t['metric']} | {t['best']} | {t['other']} | {t['n_paired']} "
+        f"| {t['mean_difference']:+.4f} | {_fmt_p(t['welch_p'])} | {_fmt_p(t['paired_p'])} |"
+    )
+    return row + f" {_fmt_p(t.get('holm_paired_p', math.nan))} |" if holm else row
 
 
 def to_csv_rows(summary: dict) -> list[dict]:

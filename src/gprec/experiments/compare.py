@@ -114,8 +114,12 @@ def run_comparison(
     log: Logger,
     title: str = "Comparison",
     overrides: list[str] | None = None,
+    baselines: list[str] | None = None,
 ) -> dict:
     """Run every spec with every seed in `out_dir`; return the summary.
+
+    `baselines` (labels among `specs`) adds the pre-specified test: the best
+    baseline on validation AUC against the best other model on validation AUC.
 
     `overrides` (the command line's `--set`) apply after each model's overlay,
     so `--set data.path=...` reaches a model whose YAML has its own data section;
@@ -124,6 +128,11 @@ def run_comparison(
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"--models lists a model twice: {labels}")
+    for b in baselines or []:
+        if b not in labels:
+            raise ConfigError(f"--baseline {b!r} is not one of --models: {', '.join(labels)}")
+    if baselines and set(labels) <= set(baselines):
+        raise ConfigError("--baseline names every model: nothing is left to test against it")
     started = time.perf_counter()
     # Validate every config before the first run, so a typo fails in seconds, not hours.
     configs = {}
@@ -152,11 +161,7 @@ def run_comparison(
                 f"[{label} seed {seed}] test auc {metrics['test']['auc']:.4f} logloss {metrics['test']['logloss']:.4f}"
             )
         results[label][seed] = metrics
-    summary = summarize(
-        {m: {s: r["test"] for s, r in by_seed.items()} for m, by_seed in results.items()}
-    )
-    summary["seeds"] = seeds
-    summary["runs"] = {
+    runs = {
         m: {
             str(s): {
                 "test": r["test"],
@@ -169,8 +174,26 @@ def run_comparison(
         }
         for m, by_seed in results.items()
     }
+    summary = summary_from_runs(runs, seeds, baselines)
     summary["wall_seconds"] = time.perf_counter() - started
     write_report(summary, out_dir, title)
+    return summary
+
+
+def summary_from_runs(
+    runs: dict[str, dict[str, dict]], seeds: list[int], baselines: list[str] | None = None
+) -> dict:
+    """The comparison summary from per-run records (`runs[model][seed]`, as in comparison.json).
+
+    Also re-scores a finished comparison, e.g. with baselines it was run without.
+    """
+    summary = summarize(
+        {m: {int(s): r["test"] for s, r in by_seed.items()} for m, by_seed in runs.items()},
+        {m: {int(s): r["valid_auc"] for s, r in by_seed.items()} for m, by_seed in runs.items()},
+        baselines,
+    )
+    summary["seeds"] = seeds
+    summary["runs"] = runs
     return summary
 
 

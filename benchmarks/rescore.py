@@ -1,0 +1,58 @@
+"""Re-score a finished comparison's tables from its comparison.json, without retraining.
+
+Used to add the pre-specified test (`gprec compare --baseline`) to results committed before
+that option existed. The title, the wall time and any notes below the tables are kept.
+
+    python benchmarks/rescore.py benchmarks/results/ml1m-headline -b mlp -b "mlp[train.weight_decay=1e-5]"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gprec.experiments.compare import summary_from_runs, write_report
+
+WALL = "Wall time of this comparison"
+
+
+def rescore(directory: Path, baselines: list[str]) -> dict:
+    old = json.loads((directory / "comparison.json").read_text())
+    md = (directory / "comparison.md").read_text()
+    title = md.splitlines()[0].removeprefix("## ").strip()
+    notes = _notes_after_wall_time(md)
+    summary = summary_from_runs(old["runs"], old["seeds"], baselines)
+    summary["wall_seconds"] = old["wall_seconds"]
+    write_report(summary, directory, title)
+    if notes:
+        with open(directory / "comparison.md", "a") as fh:
+            fh.write(notes)
+    return summary
+
+
+def _notes_after_wall_time(md: str) -> str:
+    """What follows the wall-time line (hand-written notes), or ''."""
+    _, sep, tail = md.partition(WALL)
+    if not sep:
+        return ""
+    rest = tail.split("\n", 1)
+    return "\n" + rest[1].lstrip("\n") if len(rest) > 1 and rest[1].strip() else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("directory", type=Path, help="holds comparison.json and comparison.md")
+    p.add_argument("--baseline", "-b", action="append", required=True, metavar="MODEL")
+    args = p.parse_args(argv)
+    summary = rescore(args.directory, args.baseline)
+    pre = summary["prespecified"]
+    print(f"{args.directory}: {pre['candidate']} vs {pre['baseline']}")
+    for t in pre["tests"]:
+        print(f"  {t['metric']}: diff {t['mean_difference']:+.4f} paired p {t['paired_p']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
