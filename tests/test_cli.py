@@ -92,6 +92,7 @@ def test_compare_writes_table_and_resumes(tmp_path, capsys):
     assert main([*args, "--baseline", "mlp"]) == 0
     captured = capsys.readouterr()
     assert captured.err.count("finished before") == 4 and "Pre-specified test" in captured.out
+    assert "All 4 runs, reused ones included, took" in captured.out
     pre = json.loads((out / "comparison.json").read_text())["prespecified"]
     assert pre["baseline"] == "mlp" and pre["candidate"] == "mlp[dropout=0.3]"
     assert {t["metric"] for t in pre["tests"]} == {"auc", "logloss"}

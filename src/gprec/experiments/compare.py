@@ -169,6 +169,7 @@ def run_comparison(
                 "epochs_run": r["epochs_run"],
                 "seconds_per_epoch": r["train"]["seconds_per_epoch"],
                 "samples_per_second": r["train"]["samples_per_second"],
+                "wall_seconds": r.get("wall_seconds"),
             }
             for s, r in by_seed.items()
         }
@@ -216,6 +217,12 @@ def speed_markdown(summary: dict) -> str:
         f"Wall time of this comparison: {summary['wall_seconds']:.0f} s "
         "(runs finished earlier and reused are not counted).",
     ]
+    walls = [r.get("wall_seconds") for runs in summary["runs"].values() for r in runs.values()]
+    if walls and None not in walls:
+        lines[-1] += (
+            f" All {len(walls)} runs, reused ones included, took {sum(walls):.0f} s "
+            "(sum of each run's wall time, data loading included)."
+        )
     return "\n".join(lines) + "\n"
 
 
