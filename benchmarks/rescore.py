@@ -1,7 +1,7 @@
 """Re-score a finished comparison's tables from its comparison.json, without retraining.
 
-Used to add the pre-specified test (`gprec compare --baseline`) to results committed before
-that option existed. The title, the wall time and any notes below the tables are kept.
+Used to add the pre-specified test (`gprec compare --baseline`) and the Holm-adjusted p-values
+to results committed before those existed (without --baseline: Holm only). The title, the wall time and any notes below the tables are kept.
 
     python benchmarks/rescore.py benchmarks/results/ml1m-headline -b mlp -b "mlp[train.weight_decay=1e-5]"
 """
@@ -44,10 +44,15 @@ def _notes_after_wall_time(md: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("directory", type=Path, help="holds comparison.json and comparison.md")
-    p.add_argument("--baseline", "-b", action="append", required=True, metavar="MODEL")
+    p.add_argument(
+        "--baseline", "-b", action="append", metavar="MODEL", help="none: no pre-specified test"
+    )
     args = p.parse_args(argv)
     summary = rescore(args.directory, args.baseline)
-    pre = summary["prespecified"]
+    pre = summary.get("prespecified")
+    if not pre:
+        print(f"{args.directory}: re-scored, no pre-specified test")
+        return 0
     print(f"{args.directory}: {pre['candidate']} vs {pre['baseline']}")
     for t in pre["tests"]:
         print(f"  {t['metric']}: diff {t['mean_difference']:+.4f} paired p {t['paired_p']:.4f}")
