@@ -144,11 +144,13 @@ def markdown(res: dict) -> str:
         f"{m['torch_threads']} torch threads, torch {m['torch']}. Matmul GFLOP: forward and "
         "backward of one epoch, counted by torch.utils.flop_counter. Floor: those FLOPs at "
         f"the best float32 GEMM rate torch reached here ({res['peak_gemm_gflop_per_second']:.0f}"
-        " GFLOP/s, a 2048x2048 matmul): a time these matmuls cannot beat on this machine "
-        "(small per-group matmuls run well below that rate; not the CPU's theoretical peak).",
+        " GFLOP/s, a 2048x2048 matmul): a floor for this implementation's matmuls at the best "
+        "measured rate, not for every conceivable implementation of the model (small per-group "
+        "matmuls run well below that rate; matrix-vector products are not counted; the rate is "
+        "not the CPU's theoretical peak). Last column: the floor over the MLP's measured epoch.",
         "",
         "| model | parameters | seconds / epoch | samples / second | cost vs MLP | <= 3x "
-        "| matmul GFLOP / epoch | floor s / epoch | floor cost vs MLP |",
+        "| matmul GFLOP / epoch | floor s / epoch | floor / MLP measured s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in res["results"].items():

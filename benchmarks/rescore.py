@@ -1,7 +1,8 @@
 """Re-score a finished comparison's tables from its comparison.json, without retraining.
 
 Used to add the pre-specified test (`gprec compare --baseline`) and the Holm-adjusted p-values
-to results committed before those existed (without --baseline: Holm only). The title, the wall time and any notes below the tables are kept.
+to results committed before those existed, and the tables' current wording to all of them
+(without --baseline, the baselines recorded in comparison.json are kept). The title, the wall time and any notes below the tables are kept.
 
     python benchmarks/rescore.py benchmarks/results/ml1m-headline -b mlp -b "mlp[train.weight_decay=1e-5]"
 """
@@ -18,13 +19,25 @@ from gprec.experiments.compare import summary_from_runs, write_report
 WALL = "Wall time of this comparison"
 
 
-def rescore(directory: Path, baselines: list[str]) -> dict:
+def rescore(directory: Path, baselines: list[str] | None = None) -> dict:
+    """Rewrite the directory's tables; `baselines` None keeps the ones it was scored with."""
     old = json.loads((directory / "comparison.json").read_text())
     md = (directory / "comparison.md").read_text()
+    if not md.startswith("## "):
+        raise ValueError(f"{directory / 'comparison.md'}: expected a '## title' first line")
     title = md.splitlines()[0].removeprefix("## ").strip()
     notes = _notes_after_wall_time(md)
+    if baselines is None:
+        baselines = (old.get("prespecified") or {}).get("baselines")
     summary = summary_from_runs(old["runs"], old["seeds"], baselines)
     summary["wall_seconds"] = old["wall_seconds"]
+    # Re-scoring recomputes tests, never data: the per-model figures must come back unchanged.
+    if summary["models"] != old["models"] or not set(old) <= set(summary):
+        lost = sorted(set(old) - set(summary))
+        raise ValueError(
+            f"{directory}: re-scoring would change the per-model results or drop {lost}; "
+            "comparison.json left as it is"
+        )
     write_report(summary, directory, title)
     if notes:
         with open(directory / "comparison.md", "a") as fh:
@@ -45,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("directory", type=Path, help="holds comparison.json and comparison.md")
     p.add_argument(
-        "--baseline", "-b", action="append", metavar="MODEL", help="none: no pre-specified test"
+        "--baseline",
+        "-b",
+        action="append",
+        metavar="MODEL",
+        help="default: the baselines the comparison was scored with (none: no pre-specified test)",
     )
     args = p.parse_args(argv)
     summary = rescore(args.directory, args.baseline)

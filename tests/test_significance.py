@@ -82,3 +82,35 @@ def test_prespecified_test_chooses_both_sides_on_validation_not_test():
         summarize(res, va, ["nope"])
     with pytest.raises(ValueError, match="every model is a baseline"):
         summarize(res, va, list(test))
+
+
+def test_logloss_is_tested_for_lower_and_pairs_only_shared_seeds():
+    # "a" has seeds 1-4, "b" only 2-5: the paired test uses 2-4, Welch all of each.
+    a = {1: 0.50, 2: 0.52, 3: 0.49, 4: 0.51}
+    b = {2: 0.55, 3: 0.53, 4: 0.56, 5: 0.54}
+    res = {
+        m: {s: {"auc": 1 - v, "logloss": v} for s, v in d.items()}
+        for m, d in {"a": a, "b": b}.items()
+    }
+    ll = next(t for t in summarize(res)["tests"] if t["metric"] == "logloss")
+    assert ll["best"] == "a" and ll["n_paired"] == 3
+    shared = [2, 3, 4]
+    pa, pb = [a[s] for s in shared], [b[s] for s in shared]
+    assert ll["paired_p"] == pytest.approx(stats.ttest_rel(pa, pb, alternative="less").pvalue)
+    assert ll["welch_p"] == pytest.approx(
+        stats.ttest_ind(
+            list(a.values()), list(b.values()), equal_var=False, alternative="less"
+        ).pvalue
+    )
+    assert ll["mean_difference"] == pytest.approx(np.mean(np.subtract(pa, pb)))
+    assert ll["paired_p"] < 0.05  # a one-sided "greater" test here would give p > 0.95
+
+
+def test_prespecified_refuses_a_nan_validation_auc():
+    res = {
+        "a": {1: {"auc": 0.70, "logloss": 0.50}, 2: {"auc": 0.72, "logloss": 0.49}},
+        "b": {1: {"auc": 0.69, "logloss": 0.52}, 2: {"auc": 0.73, "logloss": 0.47}},
+    }
+    valid = {"a": {1: float("nan"), 2: 0.7}, "b": {1: 0.7, 2: 0.7}}
+    with pytest.raises(ValueError, match="'a' is NaN"):
+        summarize(res, valid, ["a"])

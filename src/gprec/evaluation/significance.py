@@ -147,9 +147,13 @@ def prespecified(
     missing = [m for m in results if not valid_auc.get(m)]
     if missing:
         raise ValueError(f"no validation AUC for {missing[0]!r}: cannot choose on validation")
+    mean_valid = {m: float(np.mean(list(valid_auc[m].values()))) for m in results}
+    undefined = [m for m, v in mean_valid.items() if math.isnan(v)]
+    if undefined:  # max() over a NaN would choose by list order
+        raise ValueError(f"validation AUC of {undefined[0]!r} is NaN: cannot choose on validation")
 
     def by_valid(models: list[str]) -> str:
-        return max(models, key=lambda m: float(np.mean(list(valid_auc[m].values()))))
+        return max(models, key=mean_valid.__getitem__)
 
     base, cand = by_valid(baselines), by_valid(others)
     values = {
@@ -165,7 +169,6 @@ def prespecified(
                 for m in others
             ]
         )
-    mean_valid = {m: float(np.mean(list(valid_auc[m].values()))) for m in results}
     return {
         "baselines": list(baselines),
         "baseline": base,
@@ -206,18 +209,24 @@ def to_markdown(summary: dict, title: str = "Comparison") -> str:
             "Pre-specified test: each side chosen on mean validation AUC, tested once on test "
             f"(one-sided: the candidate is better). Baseline **{pre['baseline']}** (valid "
             f"{pre['valid_auc']['baseline']:.4f}, chosen among {', '.join(pre['baselines'])}); "
-            f"candidate **{pre['candidate']}** (valid {pre['valid_auc']['candidate']:.4f}).",
+            f"candidate **{pre['candidate']}** (valid {pre['valid_auc']['candidate']:.4f}). "
+            "AUC is the primary test; LogLoss (lower is better) is reported beside it, "
+            "unadjusted. Every other model against this baseline, Holm-adjusted: "
+            "`each_vs_baseline` in comparison.json.",
             "",
-            "| metric | candidate | baseline | paired seeds | mean diff | Welch p | paired p |",
+            "| metric | candidate | baseline | paired seeds | mean diff (candidate - baseline) "
+            "| Welch p | paired p |",
             "|---|---|---|---|---|---|---|",
         ]
         lines += [_test_row(t, holm=False) for t in pre["tests"]]
     lines += [
         "",
         "Exploratory: the best test mean against each other model (the direction comes from "
-        "the test split); Holm adjusts the paired p-values per metric.",
+        "the test split); Holm adjusts the paired p-values per metric. LogLoss: lower is "
+        "better, so the best model's difference is negative.",
         "",
-        "| metric | best | vs | paired seeds | mean diff | Welch p | paired p | Holm paired p |",
+        "| metric | best | vs | paired seeds | mean diff (best - vs) | Welch p | paired p "
+        "| Holm paired p |",
         "|---|---|---|---|---|---|---|---|",
     ]
     lines += [_test_row(t) for t in summary["tests"]]
@@ -242,5 +251,6 @@ def to_csv_rows(summary: dict) -> list[dict]:
             t = tests.get((metric, r["model"]))
             row[f"{metric}_welch_p_vs_best"] = t["welch_p"] if t else ""
             row[f"{metric}_paired_p_vs_best"] = t["paired_p"] if t else ""
+            row[f"{metric}_holm_paired_p_vs_best"] = t.get("holm_paired_p", "") if t else ""
         out.append(row)
     return out
