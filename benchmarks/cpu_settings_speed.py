@@ -27,8 +27,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trainer_vs_dataloader import machine_info, wait_for_quiet, write_results  # noqa: E402
+from trainer_vs_dataloader import (  # noqa: E402
+    QUIET_SHARE,
+    machine_info,
+    wait_for_quiet,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "cpu_settings_speed"
@@ -42,7 +49,6 @@ SETTINGS = {
 
 def child(model_name: str, precision: str, epochs: int, threads: int, data_dir: str) -> dict:
     """One model, one setting: seconds per epoch and the last epoch's mean training BCE."""
-    import torch
     import torch.nn.functional as F
 
     from gprec.config import load_config
@@ -123,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-wait", type=float, default=300.0, help="seconds to wait for quiet")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--child", choices=MODELS, help=argparse.SUPPRESS)
     p.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
@@ -131,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         r = child(args.child, args.precision, args.epochs, args.threads, args.data_dir)
         print(json.dumps(r))
         return 0
-    quiet = wait_for_quiet(300.0, 0.1)
+    quiet = wait_for_quiet(args.max_wait, QUIET_SHARE)
     results: dict[str, dict] = {}
     rows = 0
     for model in MODELS:
@@ -141,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = r.pop("train_rows")
             results[model][setting] = r
             print(f"{model:14s} {setting:34s} {r['seconds_per_epoch']:.3f} s", file=sys.stderr)
-    import torch
-
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # machine_info reports this process's threads
     res = {
         "benchmark": NAME,
         "train_rows": rows,
