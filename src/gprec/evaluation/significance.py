@@ -66,6 +66,13 @@ def _with_holm(tests: list[Test]) -> list[Test]:
     return tests
 
 
+def _metric_by_model(
+    results: dict[str, dict[int, dict[str, float]]], metric: str
+) -> dict[str, dict[int, float]]:
+    """`results[model][seed][metric]` -> `{model: {seed: value}}` for one metric."""
+    return {m: {s: v[metric] for s, v in by_seed.items()} for m, by_seed in results.items()}
+
+
 def _std(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
@@ -113,7 +120,7 @@ def summarize(
         for rank, row in enumerate(ordered, start=1):
             setattr(row, f"{metric}_rank", rank)
         best = ordered[0].model
-        values = {m: {s: v[metric] for s, v in by_seed.items()} for m, by_seed in results.items()}
+        values = _metric_by_model(results, metric)
         tests += _with_holm(
             [
                 one_sided_tests(metric, best, r.model, values[best], values[r.model])
@@ -156,10 +163,7 @@ def prespecified(
         return max(models, key=mean_valid.__getitem__)
 
     base, cand = by_valid(baselines), by_valid(others)
-    values = {
-        metric: {m: {s: v[metric] for s, v in by_seed.items()} for m, by_seed in results.items()}
-        for metric in METRICS
-    }
+    values = {metric: _metric_by_model(results, metric) for metric in METRICS}
     chosen = [one_sided_tests(mt, cand, base, values[mt][cand], values[mt][base]) for mt in METRICS]
     each = []
     for metric in METRICS:
