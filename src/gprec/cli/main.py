@@ -7,10 +7,10 @@ import logging
 import sys
 
 from gprec import __version__
-from gprec.cli import compare, data, models, train
+from gprec.cli import cache, compare, config_cmd, data, models, train
 from gprec.errors import GprecError
 
-COMMANDS = (train, compare, data, models)
+COMMANDS = (train, compare, data, models, config_cmd, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
