@@ -77,7 +77,7 @@ def test_batched_group_mlp_init_matches_nn_linear_bounds():
 
 
 def _literal_masks(logits, tau, noise):
-    """SPEC 3.2 written out: softmax over the pair of (log_softmax + gumbel) / tau."""
+    """docs/gprec.md §3.2 written out: softmax over the pair of (log_softmax + gumbel) / tau."""
     z = (torch.log_softmax(logits, dim=-1) + noise) / tau
     m = torch.softmax(z, dim=-1)
     return m[..., 0], m[..., 1]
@@ -219,7 +219,7 @@ def test_factored_group_rep_equals_dense(reduce, embedding):
     ],
 )
 def test_forward_equals_the_dense_formulation(strategy, backbone):
-    """The factored forward computes exactly what the SPEC's formulas say, on dense r_G / r_P."""
+    """The factored forward computes exactly docs/gprec.md §3-§5's formulas on dense r_G / r_P."""
     model = make(strategy=strategy, lambda_orthogonal=0.3, backbone=backbone)
     with torch.no_grad():  # non-trivial BatchNorm statistics
         for mod in model.modules():

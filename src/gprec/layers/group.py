@@ -1,6 +1,6 @@
 """Group-level building blocks: G independent MLPs as one batched op, and Gumbel pair masks.
 
-`BatchedGroupMLP` is GPRec's group classifier `g` (SPEC 3.1): G small MLPs over
+`BatchedGroupMLP` is GPRec's group classifier `g` (docs/gprec.md §3.1): G small MLPs over
 the same input, each `[in, *hidden, out]`. With G = 60 and hidden `[64, 32]`
 it costs ~25x the FLOPs of a whole MLP backbone, so its layout matters on CPU:
 
@@ -82,7 +82,7 @@ def gumbel_pair_masks(
     training: bool,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """SPEC 3.2: binary-like membership masks from pair scores; returns `m1` `(batch, G)`.
+    """docs/gprec.md §3.2: binary-like membership masks from pair scores; `m1`, `(batch, G)`.
 
     `logits` is `(batch, G, 2)`: `[..., 0]` scores "in group i", `[..., 1]`
     "not in group i". With `log s` the log-softmax of the pair and Gumbel

@@ -41,7 +41,7 @@ class MLP(nn.Sequential):
 
 
 class PredictionHead(nn.Module):
-    """The prediction MLP `f_y` (SPEC: `[64, 32, 16, 1]`), returning a logit.
+    """The prediction MLP `f_y` (docs/gprec.md §2: `[64, 32, 16, 1]`), returning a logit.
 
     `forward` optionally adds per-sample low-rank weight deltas to each linear
     layer, `W_b = W + U_b V_b`, applied as `x W + (x U_b) V_b` with batched
