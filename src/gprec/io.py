@@ -7,11 +7,11 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
 
 def save_atomic(obj: object, path: Path) -> None:
     """torch.save into a temp file beside `path`, then rename: no half-written checkpoint."""
+    import torch  # here, not at the top: the CLI imports this module and must start fast
+
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(obj, buf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -38,5 +39,10 @@ def output_dir(path: str | Path, what: str = "--out") -> Path:
             if not p.is_dir():
                 where = "exists" if p == path else f"its parent {p} exists"
                 raise ConfigError(f"{what} {path}: {where} and is not a directory")
+            # access() also reports a read-only file system (EROFS), which root cannot write
+            # either; a plain permission problem the later write still turns into one line.
+            if not os.access(p, os.W_OK | os.X_OK):
+                where = "" if p == path else f" (its nearest existing parent {p} is not writable)"
+                raise ConfigError(f"{what} {path}: cannot write here{where}")
             break
     return path

@@ -6,8 +6,6 @@ import time
 from pathlib import Path
 
 from gprec.cli.common import add_config_args, echo, output_dir
-from gprec.config import BUILTIN_DEFAULT, apply_overrides, parse_config, read_yaml
-from gprec.experiments.compare import parse_model_spec, parse_seeds, run_comparison, split_top_level
 
 
 def add_parser(sub) -> None:
@@ -19,7 +17,8 @@ def add_parser(sub) -> None:
         "--models",
         "-m",
         required=True,
-        help="comma-separated: mlp, mlp[dropout=0.2], or path/to/model.yaml",
+        help="comma-separated: mlp, mlp[dropout=0.2], or path/to/model.yaml "
+        "(quote the list in zsh: 'mlp,mlp[dropout=0.2]')",
     )
     p.add_argument("--seeds", "-s", default="5", help="a count (5) or a list (1,2,3); default 5")
     p.add_argument("--out", "-o", help="experiment directory (default: runs/compare-<time>)")
@@ -37,6 +36,15 @@ def add_parser(sub) -> None:
 
 
 def handle(args) -> int:
+    # Imported here: torch, scipy and the data stack take seconds, and `--help` needs none.
+    from gprec.config import BUILTIN_DEFAULT, apply_overrides, parse_config, read_yaml
+    from gprec.experiments.compare import (
+        parse_model_spec,
+        parse_seeds,
+        run_comparison,
+        split_top_level,
+    )
+
     base_raw = apply_overrides(
         read_yaml(args.config) if args.config else BUILTIN_DEFAULT, args.overrides
     )

@@ -1,9 +1,15 @@
-"""Entry point: `gprec <command>`. User errors print one line and exit 2, without a traceback."""
+"""Entry point: `gprec <command>`. User errors print one line and exit 2, without a traceback.
+
+Command modules import only argparse-level code at the top; torch, polars, scipy
+and scikit-learn are imported inside the handlers, so `gprec --help` is instant.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 
 from gprec import __version__
@@ -11,6 +17,19 @@ from gprec.cli import cache, compare, config_cmd, data, models, train
 from gprec.errors import GprecError
 
 COMMANDS = (train, compare, data, models, config_cmd, cache)
+
+# OS errors a user's environment causes (where they point --out, a full disk): one line, no
+# traceback. Anything else is a bug in gprec and keeps its traceback.
+_USER_OS_ERRORS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,9 +52,22 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return args.handler(args) or 0
+        code = args.handler(args) or 0
+        sys.stdout.flush()  # inside the try: a closed pipe must surface here, not at exit
+        return code
     except GprecError as e:
         print(f"gprec: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`gprec ... | head`): stop quietly, as other Unix tools do.
+        # stdout is pointed at devnull so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
+    except OSError as e:
+        if e.errno not in _USER_OS_ERRORS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"gprec: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gprec: interrupted", file=sys.stderr)

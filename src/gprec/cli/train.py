@@ -6,18 +6,26 @@ import time
 from pathlib import Path
 
 from gprec.cli.common import add_config_args, echo, output_dir
-from gprec.config import load_config
-from gprec.training.run import run_training
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train one model and write a run directory")
     add_config_args(p)
     p.add_argument("--out", "-o", help="run directory (default: runs/<model>-<time>)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier gprec run in --out (its files only; other files are never "
+        "deleted), or retrain a finished one",
+    )
     p.set_defaults(handler=handle)
 
 
 def handle(args) -> int:
+    # Imported here: torch and the data stack take seconds, and `--help` needs neither.
+    from gprec.config import load_config
+    from gprec.training.run import run_training
+
     cfg = load_config(args.config, args.overrides)
     if args.out:
         out = output_dir(args.out)
@@ -25,7 +33,7 @@ def handle(args) -> int:
         default = Path("runs") / f"{cfg.model['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = output_dir(default, "run directory")
     echo(f"training {cfg.model['name']} on {cfg.data.source} -> {out}")
-    metrics = run_training(cfg, out, echo)
+    metrics = run_training(cfg, out, echo, overwrite=args.overwrite)
     t = metrics["test"]
     print(
         f"test auc {t['auc']:.4f} logloss {t['logloss']:.4f} | valid auc {metrics['valid']['auc']:.4f} "

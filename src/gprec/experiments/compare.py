@@ -23,7 +23,8 @@ from gprec.config import apply_overrides, dump_config, parse_config, read_yaml
 from gprec.errors import ConfigError
 from gprec.evaluation.significance import summarize, to_csv_rows, to_markdown
 from gprec.io import write_text_atomic
-from gprec.training.run import run_training
+from gprec.training.run import resolve_device, run_training
+from gprec.training.run_dir import claim_run_dir, run_state
 from gprec.training.trainer import Logger
 
 SECTIONS = ("data", "model", "train")
@@ -93,17 +94,31 @@ def safe_dirname(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", label).strip("_") or "model"
 
 
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding and most tools take 32-bit seeds
+
+
 def parse_seeds(text: str, base_seed: int) -> list[int]:
     """`5` -> five seeds from the base seed; `1,2,7` -> exactly those."""
     try:
         if "," in text:
-            return [int(s) for s in text.split(",") if s.strip()]
-        count = int(text)
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            count = int(text)
+            if count < 1:
+                raise ConfigError("--seeds must be at least 1")
+            seeds = [base_seed + i for i in range(count)]
     except ValueError:
         raise ConfigError(f"--seeds {text!r}: give a count (5) or a list (1,2,3)") from None
-    if count < 1:
-        raise ConfigError("--seeds must be at least 1")
-    return [base_seed + i for i in range(count)]
+    if not seeds:
+        raise ConfigError(f"--seeds {text!r}: give a count (5) or a list (1,2,3)")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise ConfigError(f"--seeds: {bad[0]} is not a seed between 0 and {MAX_SEED}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        # A repeated seed repeats a run and its split: the paired tests would count it twice.
+        raise ConfigError(f"--seeds lists {repeated[0]} more than once")
+    return seeds
 
 
 def run_comparison(
@@ -142,23 +157,31 @@ def run_comparison(
             configs[spec.label, seed] = parse_config(
                 apply_overrides(raw, [f"train.seed={seed}"]), f"model {spec.label}"
             )
+    run_dirs = {key: out_dir / safe_dirname(key[0]) / f"seed-{key[1]}" for key in configs}
+    # Every run directory is checked before the first run, so a clash in the last one does
+    # not surface hours in; the device too, since every config names one.
+    for key, cfg in configs.items():
+        resolve_device(cfg.train.device)
+        claim_run_dir(run_dirs[key], dump_config(cfg), remedy="use another --out")
     log(f"comparing {', '.join(labels)} over seeds {seeds} -> {out_dir}")
     results: dict[str, dict[int, dict]] = {s.label: {} for s in specs}
-    for (label, seed), cfg in configs.items():
-        run_dir = out_dir / safe_dirname(label) / f"seed-{seed}"
+    to_train = [k for k in configs if run_state(run_dirs[k]) != "finished"]
+    trained_seconds: list[float] = []
+    for k, ((label, seed), cfg) in enumerate(configs.items(), start=1):
+        run_dir = run_dirs[label, seed]
         done = run_dir / "metrics.json"
+        where = f"[run {k}/{len(configs)}: {label} seed {seed}]"
         if done.is_file():
-            if (run_dir / "config.yaml").read_text() != dump_config(cfg):
-                raise ConfigError(
-                    f"{run_dir} holds a finished run with a different config; use another --out"
-                )
-            log(f"[{label} seed {seed}] finished before, reusing {done}")
+            log(f"{where} finished before, reusing {done}")
             metrics = json.loads(done.read_text())
         else:
-            log(f"[{label} seed {seed}] training")
+            log(f"{where} training{_eta(trained_seconds, to_train)}")
+            t0 = time.perf_counter()
             metrics = run_training(cfg, run_dir, log)
+            trained_seconds.append(time.perf_counter() - t0)
+            to_train.remove((label, seed))
             log(
-                f"[{label} seed {seed}] test auc {metrics['test']['auc']:.4f} logloss {metrics['test']['logloss']:.4f}"
+                f"{where} test auc {metrics['test']['auc']:.4f} logloss {metrics['test']['logloss']:.4f}"
             )
         results[label][seed] = metrics
     runs = {
@@ -179,6 +202,14 @@ def run_comparison(
     summary["wall_seconds"] = time.perf_counter() - started
     write_report(summary, out_dir, title)
     return summary
+
+
+def _eta(trained_seconds: list[float], to_train: list) -> str:
+    """`, about 12 min left` once a run has been timed: the mean run times the runs to go."""
+    if not trained_seconds:
+        return ""
+    left = statistics.fmean(trained_seconds) * len(to_train)
+    return f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
 
 
 def summary_from_runs(

@@ -19,6 +19,7 @@ from gprec.data.dataset import load_dataset
 from gprec.errors import ConfigError
 from gprec.io import write_text_atomic
 from gprec.models.registry import build_model
+from gprec.training.run_dir import claim_run_dir, prepare_run_dir, write_status
 from gprec.training.trainer import Logger, Trainer, as_tensors, seed_everything
 
 
@@ -28,29 +29,69 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def resolve_device(name: str) -> torch.device:
     """`train.device` as a torch device; a CUDA device must exist."""
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is '{name}', but torch sees no CUDA device here")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device is '{name}', but torch sees no CUDA device here")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device is '{name}', but torch sees {torch.cuda.device_count()} CUDA device(s)"
+            )
     return torch.device(name)
 
 
-def run_training(cfg: RunConfig, out_dir: Path | None, log: Logger | None = None) -> dict:
-    """Load data, train `cfg.model` and write the run directory; return the metrics."""
+def run_training(
+    cfg: RunConfig, out_dir: Path | None, log: Logger | None = None, overwrite: bool = False
+) -> dict:
+    """Load data, train `cfg.model` and write the run directory; return the metrics.
+
+    Everything that can be checked is checked before the first write: the run
+    directory may be used (see `run_dir.claim_run_dir`), the device exists, the
+    data loads and the model builds. `status.json` then marks the run as
+    running, and as finished, failed or interrupted when it ends.
+    """
     started = time.perf_counter()
+    config_text = dump_config(cfg)
+    if out_dir is not None:
+        state = claim_run_dir(out_dir, config_text, overwrite)
+        if state.kind == "finished" and not overwrite:
+            (log or print)(
+                f"{out_dir} holds a finished run of this config: reporting it, not retraining "
+                "(--overwrite trains again)"
+            )
+            return json.loads((out_dir / "metrics.json").read_text()) | {"reused": True}
+        if state.kind in ("interrupted", "failed") and log:
+            log(f"{out_dir} holds an unfinished ({state.kind}) run of this config: training it again")
+    device = resolve_device(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     data = load_dataset(cfg.data, cfg.split_seed())
     data_seconds = time.perf_counter() - started
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out_dir / "config.yaml", dump_config(cfg))
-        write_text_atomic(out_dir / "vocab.json", json.dumps(data.vocab.to_json()))
     seed_everything(cfg.train.seed)  # model init must not depend on what ran before
-    device = resolve_device(cfg.train.device)
     model = build_model(cfg.model, data.fields).to(device)
     tensors = {
         s: tuple(t.to(device) for t in as_tensors(data.X[s], data.y[s]))
         for s in ("train", "valid", "test")
     }
+    if out_dir is None:
+        return _train(cfg, model, data, tensors, None, log, started, data_seconds, device)
+    prepare_run_dir(out_dir)
+    try:
+        write_text_atomic(out_dir / "config.yaml", config_text)
+        write_text_atomic(out_dir / "vocab.json", json.dumps(data.vocab.to_json()))
+        metrics = _train(cfg, model, data, tensors, out_dir, log, started, data_seconds, device)
+        write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    except KeyboardInterrupt:
+        write_status(out_dir, "interrupted")
+        raise
+    except BaseException as e:
+        write_status(out_dir, "failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+        raise
+    write_status(out_dir, "finished")
+    return metrics
+
+
+def _train(cfg, model, data, tensors, out_dir, log, started, data_seconds, device) -> dict:
     trainer = Trainer(model, cfg.train, out_dir, log)
     checkpoint_extra = {"config": cfg.model_dump(mode="json"), "fields": data.summary()["fields"]}
     fit = trainer.fit(*tensors["train"], *tensors["valid"], checkpoint_extra=checkpoint_extra)
@@ -81,6 +122,6 @@ def run_training(cfg: RunConfig, out_dir: Path | None, log: Logger | None = None
             "python": platform.python_version(),
         },
     }
-    if out_dir is not None:
-        write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    if fit.warnings:
+        metrics["warnings"] = fit.warnings
     return metrics

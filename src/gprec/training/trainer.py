@@ -74,6 +74,7 @@ class FitResult:
     eval_seconds_per_epoch: float
     samples_per_second: float
     history: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Trainer:
@@ -184,6 +185,15 @@ class Trainer:
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)
+        warnings = []
+        if epoch == cfg.max_epochs and best_epoch == epoch and epoch > 1:
+            # Early stopping never triggered: the model was still improving when cut off.
+            warnings.append(
+                f"validation AUC still improved at the last epoch ({epoch} = train.max_epochs); "
+                "the model may be undertrained: raise train.max_epochs"
+            )
+        for w in warnings:
+            self.log(f"warning: {w}")
         return FitResult(
             best_epoch=best_epoch,
             epochs_run=epoch,
@@ -192,4 +202,5 @@ class Trainer:
             eval_seconds_per_epoch=eval_seconds / max(epoch, 1),
             samples_per_second=len(y_train) * epoch / train_seconds if train_seconds > 0 else 0.0,
             history=history,
+            warnings=warnings,
         )

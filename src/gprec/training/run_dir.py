@@ -1,0 +1,186 @@
+"""What a run directory holds, what state it is in, and when it may be written.
+
+A run directory is claimed before anything is written into it, so that no
+earlier run and no file of the user's is ever replaced silently:
+
+- an empty or missing directory is used;
+- a directory holding files that are not a gprec run's is refused, even with
+  `overwrite` (gprec never deletes a user's own files);
+- a run with a different config is refused, naming what differs, unless
+  `overwrite` is given;
+- a finished run with the same config is reported, not retrained (the CLI
+  prints its metrics), unless `overwrite` is given;
+- an interrupted or failed run with the same config is trained again;
+- a run that another live process is writing is always refused.
+
+`status.json` says where a run stands: `running` (with the writer's pid and
+host), `finished`, `failed` (with the error) or `interrupted`. A run killed
+outright (SIGKILL, power loss) stays `running` with a pid that no longer
+exists; `run_state` reads that as `interrupted`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gprec.errors import ConfigError
+from gprec.io import write_text_atomic
+
+STATUS = "status.json"
+CONFIG = "config.yaml"
+METRICS = "metrics.json"
+# Everything a run writes; --overwrite removes exactly these and nothing else.
+RUN_FILES = (CONFIG, METRICS, "model.pt", "vocab.json", "log.jsonl", STATUS)
+# Keys that do not change what a run computes: a rerun that differs only here is the same run.
+IGNORED_KEYS = ("data.cache_dir", "train.progress")
+
+
+@dataclass
+class RunDirState:
+    """`kind` is one of new | finished | interrupted | failed | running | foreign."""
+
+    path: Path
+    kind: str
+    differences: list[str] = field(default_factory=list)  # vs the config asked for
+    foreign: list[str] = field(default_factory=list)  # files that are not a run's
+    pid: int | None = None
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / STATUS).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_status(run_dir: Path, state: str, **extra: Any) -> None:
+    record = {
+        "state": state,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+    write_text_atomic(run_dir / STATUS, json.dumps(record, indent=1) + "\n")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def run_state(run_dir: Path) -> str:
+    """new | finished | interrupted | failed | running, from the files alone."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return "new"
+    if (run_dir / METRICS).is_file():
+        return "finished"
+    status = read_status(run_dir)
+    if status is None:
+        return "interrupted"  # left by an older gprec, or killed before its first status
+    if status.get("state") == "running":
+        same_host = status.get("host") == socket.gethostname()
+        pid = status.get("pid")
+        if same_host and isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid):
+            return "interrupted"
+        if pid == os.getpid() and same_host:
+            return "interrupted"  # this very process gave up on it earlier (e.g. a test)
+        return "running"
+    return str(status.get("state", "interrupted"))
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """`key: old -> new` for every dotted key whose value differs, ignored keys left out."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        dotted = f"{prefix}{key}"
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if dotted in IGNORED_KEYS:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, dotted + ".")
+        elif a != b:
+            out.append(f"{dotted}: {a} -> {b}")
+    return out
+
+
+def inspect_run_dir(run_dir: Path, config_text: str) -> RunDirState:
+    """The state of `run_dir` relative to a run of the config `config_text` (resolved YAML)."""
+    kind = run_state(run_dir)
+    if kind == "new":
+        return RunDirState(run_dir, "new")
+    ours = {p.name for p in run_dir.iterdir() if p.name in RUN_FILES or _is_our_temp(p.name)}
+    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in ours)
+    if foreign or CONFIG not in ours:
+        return RunDirState(run_dir, "foreign", foreign=foreign or sorted(ours))
+    try:
+        old = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        old = {}
+    new = yaml.safe_load(config_text)
+    status = read_status(run_dir) or {}
+    return RunDirState(
+        run_dir, kind, differences=config_differences(old, new), pid=status.get("pid")
+    )
+
+
+def _is_our_temp(name: str) -> bool:
+    """Atomic writes leave `.model.pt.xyz` behind only if killed mid-write."""
+    return any(name.startswith(f".{f}.") for f in RUN_FILES)
+
+
+OVERWRITE_HINT = "use another --out, or pass --overwrite to replace it"
+
+
+def claim_run_dir(
+    run_dir: Path, config_text: str, overwrite: bool = False, remedy: str = OVERWRITE_HINT
+) -> RunDirState:
+    """Check that a run of `config_text` may be written into `run_dir`; raise a one-line error if
+    not. Nothing is written or removed here: `prepare_run_dir` does that once training starts."""
+    state = inspect_run_dir(run_dir, config_text)
+    what = {
+        "finished": "a finished run",
+        "interrupted": "an interrupted run",
+        "failed": "a failed run",
+        "running": "a run in progress",
+    }
+    if state.kind == "foreign":
+        shown = ", ".join(state.foreign[:3]) + (" ..." if len(state.foreign) > 3 else "")
+        raise ConfigError(
+            f"{run_dir} is not empty and is not a gprec run directory (it holds {shown}); "
+            "choose another --out (gprec never deletes files it did not write)"
+        )
+    if state.kind == "running":
+        raise ConfigError(
+            f"{run_dir} holds a run in progress (pid {state.pid}); wait for it or use another --out"
+        )
+    if state.differences and not overwrite:
+        shown = "; ".join(state.differences[:3]) + (
+            f"; and {len(state.differences) - 3} more" if len(state.differences) > 3 else ""
+        )
+        raise ConfigError(
+            f"{run_dir} holds {what[state.kind]} with a different config ({shown}); {remedy}"
+        )
+    return state
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Remove an earlier run's files (only those), create the directory, mark it running."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for p in run_dir.iterdir():
+        if p.name in RUN_FILES or _is_our_temp(p.name):
+            p.unlink()
+    write_status(run_dir, "running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
