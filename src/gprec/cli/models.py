@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from gprec.models.registry import available_models
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="list the registered models")
@@ -11,5 +9,7 @@ def add_parser(sub) -> None:
 
 
 def handle(args) -> int:
+    from gprec.models.registry import available_models  # imports torch: only when asked
+
     print("\n".join(available_models()))
     return 0
