@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The authors' code builds its MLP backbone with pytorch-fm's MultiLayerPerceptron: every hidden
-# layer is Linear -> BatchNorm -> ReLU -> Dropout(0.2) (SPEC 6 names neither). BatchNorm after
+# layer is Linear -> BatchNorm -> ReLU -> Dropout(0.2) (docs/gprec.md section 6 names neither). BatchNorm after
 # the first layer also rescales whatever GPRec feeds that layer (r_G is 960 wide), so does
 # GPRec(MLP) beat the MLP when both use it? ML-100K, five paired seeds; choose on validation AUC.
 # Usage: GPREC_DATA=../shared/data bash benchmarks/ml100k_batchnorm.sh [RUN_DIR]

@@ -2,7 +2,7 @@
 # gprec compare on MovieLens-100K, five seeds (a seed fixes the split too, so runs are paired):
 # 1. MLP (paper settings, and weight decay 1e-5: the MLP gets the same tuning care) vs GPRec(MLP)
 #    with each construction strategy, plus 'dynamic' with group_reduce=sum;
-# 2. the ablations GPRec-1..5 (SPEC 7) of GPRec(MLP, dynamic), beside the full model;
+# 2. the ablations GPRec-1..5 (docs/gprec.md section 7) of GPRec(MLP, dynamic), beside the full model;
 # 3. GPRec with group embeddings initialised at the field embeddings' scale;
 # 4. the same with a longer early-stopping patience (10, for every model);
 # 5. what else moves GPRec(dynamic, group_init_std=1e-4): lr, tau, G, the backbone's own

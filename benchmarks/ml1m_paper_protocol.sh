@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's own training protocol on ML-1M (SPEC 6): the authors' script never shuffles the
+# The paper's own training protocol on ML-1M (docs/gprec.md section 6): the authors' script never shuffles the
 # training batches (rows stay in file order: ML-1M's ratings are sorted by user, and our split
 # keeps that order) and adds an unweighted BCE on the backbone's own prediction
 # (backbone_aux_loss). Does GPRec's published gain over the MLP (0.8081 -> 0.8141) appear
