@@ -38,14 +38,14 @@ def run_error(capsys, args: list[str]) -> str:
 def test_bad_model_option_is_one_line(tmp_path, capsys, override, message):
     out = tmp_path / "run"
     line = run_error(capsys, ["train", *TINY, "--set", override, "--out", str(out)])
-    assert message in line
+    assert line == f"gprec: error: --set {override}: {message}"
     assert not out.exists()
 
 
 def test_bad_backbone_option_of_gprec_is_named(tmp_path, capsys):
     model = "model={name: gprec, backbone: {name: mlp, activation: sigmoid}}"
     args = ["train", "--set", model, "--out", str(tmp_path / "run")]
-    assert "model.backbone: activation: Input should be 'relu'" in run_error(capsys, args)
+    assert "model.backbone.activation: Input should be 'relu'" in run_error(capsys, args)
 
 
 @pytest.mark.parametrize(

@@ -3,50 +3,142 @@
 A config file is YAML with three sections, `data`, `model` and `train`. The
 `model` section is `{name: ..., **options}`; its options are validated by the
 options class the named model registers (see `gprec.models.registry`).
+
+Every field carries a `description`: `gprec config show` prints them, so the
+meaning of a key lives next to its declaration.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from gprec.errors import ConfigError
 
 DATA_ROOT_ENV = "GPREC_DATA"
 CACHE_DIR_ENV = "GPREC_CACHE"
+# numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1; one range for every seed
+# keeps a seed that works in one place from failing in another.
+SEED_MAX = 2**32 - 1
 
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def key_error(loc: tuple[str | int, ...], message: str, value: Any = None) -> ValidationError:
+    """A pydantic error at `loc` (relative to the model being validated).
+
+    Raised inside a validator, pydantic prefixes the enclosing location, so a
+    nested check still reports the full dotted key (`model.backbone.name`).
+    """
+    error = PydanticCustomError("gprec", "{msg}", {"msg": message})
+    return ValidationError.from_exception_data(
+        "config", [{"type": error, "loc": loc, "input": value}]
+    )
+
+
 class SyntheticData(StrictModel):
     """Knobs of the built-in generator (`gprec.data.synth.SynthConfig`)."""
 
-    n_users: int = Field(2000, gt=0)
-    n_items: int = Field(500, gt=0)
-    n_interactions: int = Field(100_000, gt=0)
-    n_groups: int = Field(8, gt=0)
-    seed: int = 0
+    n_users: int = Field(2000, gt=0, description="number of users")
+    n_items: int = Field(500, gt=0, description="number of items")
+    n_interactions: int = Field(
+        100_000,
+        gt=0,
+        description="number of interactions, each a distinct user-item pair: "
+        "at most half of n_users * n_items",
+    )
+    n_groups: int = Field(
+        8, gt=0, description="number of planted user groups (a user is in 1 to 3 of them)"
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        le=SEED_MAX,
+        description="generator seed: the same settings and seed give the same data",
+    )
+
+    @model_validator(mode="after")
+    def _generator_accepts(self) -> SyntheticData:
+        # The generator owns the cross-field rules; checking them here names the key
+        # before anything is written. Defaults are valid, and skipping them keeps
+        # numpy out of `import gprec.config` (the class default is built at import).
+        if not self.model_fields_set:
+            return self
+        from gprec.data.synth import SynthConfig, SynthConfigError
+
+        try:
+            SynthConfig(**self.model_dump())
+        except SynthConfigError as e:
+            raise key_error(
+                (e.field,), e.message(lambda f: f"data.synthetic.{f}"), getattr(self, e.field, None)
+            ) from None
+        return self
 
 
 class DataConfig(StrictModel):
-    source: Literal["synthetic", "ml-100k", "ml-1m", "generic"] = "synthetic"
+    source: Literal["synthetic", "ml-100k", "ml-1m", "generic"] = Field(
+        "synthetic",
+        description="dataset: the built-in synthetic one, MovieLens 100K or 1M, "
+        "or your own files described by a schema YAML (generic)",
+    )
     # A data directory (MovieLens) or a schema YAML (generic). A relative path is
     # taken from $GPREC_DATA when that is set, else from the working directory.
-    path: str | None = None
-    ratings_file: str = "ratings.dat"  # ml-1m: also takes the timestamp-less layout
-    label_threshold: float | None = 3.0  # label = target > threshold; None: target is 0/1
-    split: Literal["random", "leave_last_out"] = "random"
-    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    split_seed: int | None = None  # None: the run's train.seed, so a seed fixes the split too
-    cache_dir: str | None = None  # None: $GPREC_CACHE or ./.gprec_cache
-    synthetic: SyntheticData = SyntheticData()
+    path: str | None = Field(
+        None,
+        description="MovieLens directory or generic schema YAML; a relative path is "
+        "looked up under $GPREC_DATA when that is set, else the working directory",
+    )
+    ratings_file: str = Field(
+        "ratings.dat",
+        description="ml-1m: the ratings file in data.path (the timestamp-less layout is read too)",
+    )
+    label_threshold: float | None = Field(
+        3.0,
+        description="label is 1 when the target (rating) is above this; null: the target is 0/1",
+    )
+    split: Literal["random", "leave_last_out"] = Field(
+        "random",
+        description="random: rows split by data.split_ratios; leave_last_out: each user's latest "
+        "interaction is test, the one before valid (needs timestamps)",
+    )
+    split_ratios: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1),
+        description="train, valid and test fractions of the random split (non-negative, sum 1)",
+    )
+    split_seed: int | None = Field(
+        None,
+        ge=0,
+        le=SEED_MAX,
+        description="seed of the split; null: train.seed, so one seed fixes the split too",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="where encoded datasets are cached; null: $GPREC_CACHE, else ./.gprec_cache",
+    )
+    duplicates: Literal["warn", "drop", "error"] = Field(
+        "warn",
+        description="what to do with repeated interaction rows (all fields equal): warn keeps "
+        "them and warns with the count, drop keeps the last occurrence, error refuses",
+    )
+    synthetic: SyntheticData = Field(
+        SyntheticData(), description="the built-in generator's settings (data.source: synthetic)"
+    )
 
     @field_validator("split_ratios")
     @classmethod
@@ -68,25 +160,49 @@ class DataConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    lr: float = Field(0.002, gt=0)
-    weight_decay: float = Field(1e-6, ge=0)
-    batch_size: int = Field(4096, gt=0)
-    eval_batch_size: int = Field(65536, gt=0)
-    max_epochs: int = Field(100, gt=0)
-    patience: int = Field(4, ge=1)  # epochs without a better validation AUC before stopping
-    lr_step: int = Field(8, gt=0)  # StepLR step size, in epochs
-    lr_gamma: float = Field(0.8, gt=0)
-    seed: int = 2024
-    shuffle: bool = True
-    threads: int | None = Field(None, gt=0)  # None: torch's default
-    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")  # cpu | cuda | cuda:N
-    progress: bool = True
+    lr: float = Field(0.002, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(1e-6, ge=0, description="Adam weight decay (L2 penalty)")
+    batch_size: int = Field(4096, gt=0, description="training rows per step")
+    eval_batch_size: int = Field(
+        65536, gt=0, description="rows per forward pass when scoring valid/test (memory only)"
+    )
+    max_epochs: int = Field(100, gt=0, description="upper bound on training epochs")
+    patience: int = Field(
+        4, ge=1, description="epochs without a better validation AUC before training stops"
+    )
+    lr_step: int = Field(8, gt=0, description="StepLR: epochs between learning-rate decays")
+    lr_gamma: float = Field(0.8, gt=0, description="StepLR: factor applied at each decay")
+    seed: int = Field(
+        2024,
+        ge=0,
+        le=SEED_MAX,
+        description="seed of initialisation and batch order, and of the split unless "
+        "data.split_seed is set",
+    )
+    shuffle: bool = Field(
+        True, description="reshuffle training rows each epoch; false keeps the data's order"
+    )
+    threads: int | None = Field(None, gt=0, description="torch CPU threads; null: torch's default")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N")
+    progress: bool = Field(
+        True, description="show a progress bar while training (only on a terminal)"
+    )
 
 
 class RunConfig(StrictModel):
-    data: DataConfig = DataConfig()
-    model: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
-    train: TrainConfig = TrainConfig()
+    data: DataConfig = Field(DataConfig(), description="what to train on")
+    model: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "mlp"},
+        description="the model: model.name and that model's options",
+    )
+    train: TrainConfig = Field(TrainConfig(), description="how to train")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_is_a_section(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            raise key_error((), f"a section, not a name: write model.name={v}", v)
+        return v
 
     def split_seed(self) -> int:
         return self.data.split_seed if self.data.split_seed is not None else self.train.seed
@@ -109,62 +225,209 @@ class RunConfig(StrictModel):
         return self.model_copy(update={"data": data})
 
 
-def format_validation_error(err: ValidationError, prefix: str = "") -> str:
-    """One line per problem, naming the dotted key, e.g. `train.lrr: unknown key`."""
-    parts = []
+Problem = tuple[str, str]  # (dotted key or "", message)
+
+
+def validation_problems(err: ValidationError, prefix: str = "") -> list[Problem]:
+    """Each error as (dotted key, message), e.g. `("train.lrr", "unknown key")`."""
+    out = []
     for e in err.errors():
         key = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        parts.append(f"{key}: {msg}" if key else msg)
-    return "; ".join(parts)
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")  # pydantic's prefix for ValueError
+        out.append((key, msg))
+    return out
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """One line per problem, naming the dotted key, e.g. `train.lrr: unknown key`."""
+    return "; ".join(f"{k}: {m}" if k else m for k, m in validation_problems(err, prefix))
+
+
+def _override_key(item: str) -> str:
+    return item.partition("=")[0].strip()
+
+
+def describe_problems(problems: list[Problem], source: str, overrides: Sequence[str] = ()) -> str:
+    """One line blaming each problem on where its key came from: `--set k=v` or `source`.
+
+    A problem at, below or above a key an override set is the override's (the
+    last such override, as the last one is in force). The key is always named,
+    since a `--set` of a section can hold many.
+    """
+    by_origin: dict[str, list[str]] = {}
+    for key, msg in problems:
+        item = _blamed_override(key, overrides)
+        origin = source if item is None else f"--set {item}"
+        by_origin.setdefault(origin, []).append(f"{key}: {msg}" if key else msg)
+    return "; ".join(f"{origin}: {'; '.join(texts)}" for origin, texts in by_origin.items())
+
+
+def _blamed_override(key: str, overrides: Sequence[str]) -> str | None:
+    if not key:
+        return None
+    below = None
+    for item in reversed(overrides):
+        okey = _override_key(item)
+        if key == okey or key.startswith(okey + "."):
+            return item
+        if below is None and okey.startswith(key + "."):
+            below = item  # e.g. an unknown section the override created
+    return below
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, first: int, second: int):
+        super().__init__(f"{key} is given twice (lines {first} and {second})")
+        self.key, self.first, self.second = key, first, second
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last).
+
+    The check runs on the composed node tree, so it can name the dotted key and
+    both lines; merge keys (`<<`) may still override what they merge in.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_duplicate_keys(node, (), set())
+        return super().construct_document(node)
+
+
+def _check_duplicate_keys(node: yaml.Node, path: tuple[str, ...], seen: set[int]) -> None:
+    if id(node) in seen:  # an alias of a node already checked (and no infinite recursion)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                _check_duplicate_keys(value_node, path, seen)
+                continue
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            line = key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode):
+                ident = (key_node.tag, key_node.value)
+                if ident in lines:
+                    raise _DuplicateKey(".".join((*path, name)), lines[ident], line)
+                lines[ident] = line
+            _check_duplicate_keys(value_node, (*path, name), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicate_keys(item, (*path, str(i)), seen)
+
+
+def _load_yaml_text(text: str) -> Any:
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
+
+
+def _yaml_error(where: str, e: yaml.YAMLError, text: str) -> ConfigError:
+    """`e` as one line naming the file and line."""
+    if isinstance(e, _DuplicateKey):
+        return ConfigError(f"{where}: {e}; give each key once")
+    if isinstance(e, yaml.reader.ReaderError):  # a control character: binary, not YAML
+        line = text.count("\n", 0, max(e.position, 0)) + 1
+        return ConfigError(
+            f"{where}, line {line}: not a YAML config (control character #x{e.character:04x})"
+        )
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
+        msg = f"{where}, line {e.problem_mark.line + 1}: invalid YAML: {e.problem}"
+        if e.context and e.context_mark is not None:
+            msg += f" ({e.context} at line {e.context_mark.line + 1})"
+        return ConfigError(msg)
+    return ConfigError(f"{where}: invalid YAML ({str(e).splitlines()[0]})")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's top-level mapping; any problem is a one-line ConfigError naming the file."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    if not (path.is_file() or path.is_fifo()):  # e.g. /dev/urandom: reading would never end
+        raise ConfigError(f"{path}: not a regular file, so not a config file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}), "
+            "so not a YAML config"
+        ) from None
+    try:
+        raw = _load_yaml_text(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+        raise _yaml_error(str(path), e, text) from None
+    if raw is None:
+        raise ConfigError(
+            f"{path}: the config file is empty; to run the built-in default "
+            "(synthetic data, MLP), leave out --config"
+        )
+    if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config must be a mapping of sections")
-    return data
+    return raw
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply `key.sub=value` strings; values are parsed as YAML (`0.1`, `[64, 32]`, `null`)."""
     out = copy.deepcopy(raw)
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            parsed = value
-        node = out
         parts = key.strip().split(".")
+        if not sep or not all(p.strip() for p in parts):
+            raise ConfigError(f"--set {item}: expected key=value, e.g. train.lr=0.001")
+        try:
+            parsed = _load_yaml_text(value)
+        except _DuplicateKey as e:
+            raise ConfigError(f"--set {item}: {e}") from None
+        except yaml.YAMLError:
+            parsed = value  # not YAML: the plain string (e.g. a path with a colon)
+        node = out
         for part in parts[:-1]:
-            child = node.setdefault(part, {})
+            child = node.get(part)
+            if child is None:  # absent, or an empty `section:` in the file
+                child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: '{part}' is not a section")
+                raise ConfigError(f"--set {item}: '{part}' is not a section")
             node = child
         node[parts[-1]] = parsed
     return out
 
 
-def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
-    """Validate a raw mapping, including the model's own options, into a RunConfig."""
+def parse_config(
+    raw: dict[str, Any], source: str = "config", overrides: Sequence[str] = ()
+) -> RunConfig:
+    """Validate a raw mapping, including the model's own options, into a RunConfig.
+
+    `overrides` are the `--set key=value` strings already applied to `raw`: an
+    error in a key one of them set is reported as that `--set`'s, not `source`'s.
+    """
+    from gprec.models.registry import validate_model_options
+
+    problems: list[Problem] = []
+    cfg = None
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {format_validation_error(e)}") from None
-    from gprec.models.registry import resolve_model_options
-
-    cfg.model = resolve_model_options({"name": "mlp", **cfg.model}, source)
+        problems += validation_problems(e)
+    model = raw.get("model", {"name": "mlp"}) if isinstance(raw, dict) else None
+    options = None
+    if isinstance(model, dict):  # else RunConfig already said what is wrong with it
+        try:
+            options = validate_model_options({"name": "mlp", **model})
+        except ValidationError as e:
+            problems += validation_problems(e, "model")
+    if problems:
+        raise ConfigError(describe_problems(problems, source, overrides))
+    assert cfg is not None and options is not None
+    cfg.model = options
     return cfg
 
 
@@ -173,10 +436,10 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
 BUILTIN_DEFAULT: dict[str, Any] = {"data": {"source": "synthetic"}, "train": {"batch_size": 512}}
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+def load_config(path: str | Path | None, overrides: Sequence[str] | None = None) -> RunConfig:
     raw = read_yaml(path) if path is not None else copy.deepcopy(BUILTIN_DEFAULT)
     raw = apply_overrides(raw, overrides or [])
-    return parse_config(raw, str(path) if path is not None else "config")
+    return parse_config(raw, str(path) if path is not None else "config", overrides or [])
 
 
 def dump_config(cfg: RunConfig) -> str:

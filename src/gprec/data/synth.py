@@ -22,13 +22,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import yaml
 
+from gprec.config import SEED_MAX
 from gprec.data.schema import FieldSpec, RawTable, Role
 from gprec.errors import ConfigError, DataError
 
@@ -86,18 +88,48 @@ class SynthConfig:
     def __post_init__(self) -> None:
         for name in ("n_users", "n_items", "n_interactions", "n_groups", "n_genres"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"SynthConfig.{name} must be at least 1")
-        if not 1 <= self.groups_per_user <= self.n_groups:
-            raise ConfigError("SynthConfig.groups_per_user must be between 1 and n_groups")
+                raise SynthConfigError(name, "must be at least 1")
+        if self.groups_per_user < 1:
+            raise SynthConfigError("groups_per_user", "must be at least 1")
+        if self.groups_per_user > self.n_groups:
+            # Blame the knob that was moved: the CLI and configs set only n_groups.
+            if self.groups_per_user != SynthConfig.groups_per_user:
+                raise SynthConfigError(
+                    "groups_per_user", f"must be at most {{n_groups}} = {self.n_groups}"
+                )
+            raise SynthConfigError(
+                "n_groups",
+                f"must be at least {self.groups_per_user}, the mean number of groups a user is in",
+            )
         if not 0.0 < self.positive_rate < 1.0:
-            raise ConfigError("SynthConfig.positive_rate must be strictly between 0 and 1")
+            raise SynthConfigError("positive_rate", "must be strictly between 0 and 1")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise SynthConfigError("seed", f"must be between 0 and {SEED_MAX}")
         # Without repeats a user can only see each item once; keep well clear of
         # a full user x item matrix so the rejection sampler stays fast.
         if self.n_interactions > self.n_users * self.n_items // 2:
-            raise ConfigError(
-                "SynthConfig.n_interactions must be at most half of n_users * n_items "
-                "(interactions are distinct user-item pairs)"
+            raise SynthConfigError(
+                "n_interactions",
+                "must be at most half of {n_users} x {n_items} = "
+                f"{self.n_users * self.n_items // 2} (interactions are distinct user-item pairs)",
             )
+
+
+class SynthConfigError(ConfigError):
+    """A bad `SynthConfig` value. `field` names it, so a caller can name its own key or flag.
+
+    `problem` may refer to other fields as `{n_users}`; `message(name)` fills
+    them in with the caller's names (e.g. `--users`, `data.synthetic.n_users`).
+    """
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        self.problem = problem
+        super().__init__(f"SynthConfig.{field} {self.message(lambda f: f'SynthConfig.{f}')}")
+
+    def message(self, name: Callable[[str], str]) -> str:
+        """The problem without the field's own name, other fields named by `name`."""
+        return self.problem.format_map({f.name: name(f.name) for f in fields(SynthConfig)})
 
 
 @dataclass

@@ -38,16 +38,25 @@ class ModelOutput:
 class ModelOptions(StrictModel):
     """Options every model has; a model's own options class extends these."""
 
-    name: str
-    embedding_dim: Width = 16
-    embedding_init_std: float = Field(1e-4, ge=0)
+    name: str = Field(description="the model (`gprec models` lists them)")
+    embedding_dim: Width = Field(16, description="width d of each field's embedding vector")
+    embedding_init_std: float = Field(
+        1e-4, ge=0, description="std of the normal initialisation of the embeddings"
+    )
 
 
 class BackboneOptions(ModelOptions):
-    head_units: list[Width] = [64, 32, 16]
-    dropout: float = Field(0.0, ge=0, lt=1)  # 1 would zero every hidden unit
-    batch_norm: bool = False
-    activation: Activation = "relu"
+    head_units: list[Width] = Field(
+        [64, 32, 16], description="hidden widths of the prediction head (a 1-wide output follows)"
+    )
+    dropout: float = Field(  # 1 would zero every hidden unit
+        0.0, ge=0, lt=1, description="dropout rate after each hidden layer of the head"
+    )
+    batch_norm: bool = Field(
+        False,
+        description="BatchNorm after each hidden linear layer of the head, before its activation",
+    )
+    activation: Activation = Field("relu", description="activation of the head's hidden layers")
 
 
 class CTRModel(nn.Module):

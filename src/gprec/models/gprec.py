@@ -42,12 +42,20 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from torch import nn
 
+from gprec.config import key_error
 from gprec.data.schema import EncodedField, Role, fields_of_role
 from gprec.errors import ConfigError
 from gprec.layers.group import BatchedGroupMLP, gumbel_pair_masks
 from gprec.layers.mlp import MLP, LowRankDelta, PredictionHead
 from gprec.models.base import Backbone, CTRModel, ModelOptions, ModelOutput, Width
-from gprec.models.registry import build_model, model_class, register, resolve_model_options
+from gprec.models.registry import (
+    available_models,
+    build_model,
+    model_class,
+    register,
+    unknown_model_message,
+    validate_model_options,
+)
 
 STRATEGIES = ("input", "dynamic", "ensemble")
 # Options GPRec shares with its backbone: there is one embedding table, the backbone's.
@@ -55,28 +63,72 @@ _SHARED_WITH_BACKBONE = ("embedding_dim", "embedding_init_std")
 
 
 class GPRecOptions(ModelOptions):
-    backbone: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
-    n_groups: int = Field(60, ge=1)
-    tau: float = Field(0.5, gt=0)
-    group_reduce: Literal["concat", "sum"] = "concat"
-    group_init_std: float = Field(0.1, gt=0)  # (choice) N(0, std) init of p_i, n_i
-    classifier_units: list[Width] = [64, 32]  # per group, then 2 outputs
-    aux_units: list[Width] = [64, 32, 16]  # f_1, then 1 output
-    personal_units: list[Width] = [64, 32]  # f_2, then r_G's width
-    strategy: Literal["input", "dynamic", "ensemble"] = "input"
-    dynamic_rank: int = Field(4, ge=1)
-    dynamic_units: list[Width] = [64]  # f_DP's hidden layers (choice)
-    lambda_group: float = Field(1.0, ge=0)
-    lambda_contrastive: float = Field(0.001, ge=0)
-    lambda_orthogonal: float = Field(0.0001, ge=0)
-    orthogonal: Literal["abs", "signed"] = "abs"
-    backbone_aux_loss: bool = False
+    backbone: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "mlp"},
+        description="the wrapped backbone: a section with its name and options; "
+        "its own path to the prediction is kept as is",
+    )
+    n_groups: int = Field(60, ge=1, description="number of user groups G")
+    tau: float = Field(
+        0.5, gt=0, description="Gumbel-softmax temperature of the group-membership masks"
+    )
+    group_reduce: Literal["concat", "sum"] = Field(
+        "concat",
+        description="how the G group embeddings form r_G: concat (G*d wide) or sum (d wide)",
+    )
+    group_init_std: float = Field(  # (choice) N(0, std) init of p_i, n_i
+        0.1, gt=0, description="std of the normal initialisation of the group embeddings p_i, n_i"
+    )
+    classifier_units: list[Width] = Field(  # per group, then 2 outputs
+        [64, 32], description="hidden widths of each group's membership classifier g"
+    )
+    aux_units: list[Width] = Field(  # f_1, then 1 output
+        [64, 32, 16], description="hidden widths of f_1, the group-level predictor of L_G and L_con"
+    )
+    personal_units: list[Width] = Field(  # f_2, then r_G's width
+        [64, 32], description="hidden widths of f_2, which maps personal fields to r_P"
+    )
+    strategy: Literal["input", "dynamic", "ensemble"] = Field(
+        "input",
+        description="how r_G and r_P reach the prediction: input (concatenated to the head's "
+        "input), dynamic (per-user low-rank head weights), ensemble (averaged heads)",
+    )
+    dynamic_rank: int = Field(
+        4, ge=1, description="strategy dynamic: rank of the per-user weight deltas"
+    )
+    dynamic_units: list[Width] = Field(  # f_DP's hidden layers (choice)
+        [64], description="strategy dynamic: hidden widths of f_DP, which emits the deltas"
+    )
+    lambda_group: float = Field(1.0, ge=0, description="weight of the group loss L_G (0: off)")
+    lambda_contrastive: float = Field(
+        0.001, ge=0, description="weight of the contrastive loss L_con (0: off)"
+    )
+    lambda_orthogonal: float = Field(
+        0.0001,
+        ge=0,
+        description="weight of the orthogonality loss L_O between r_G and r_P (0: off)",
+    )
+    orthogonal: Literal["abs", "signed"] = Field(
+        "abs", description="L_O as the mean |cos(r_G, r_P)| (abs) or the mean cosine (signed)"
+    )
+    backbone_aux_loss: bool = Field(
+        False, description="also train the backbone's own head on the labels (its BCE is added)"
+    )
     # single: GPRec-1, softmax over groups; it has no 1 - M branch, so no L_con, and tau is unused
-    group_embedding: Literal["dual", "single"] = "dual"
-    individual: bool = True  # False: GPRec-2
+    group_embedding: Literal["dual", "single"] = Field(
+        "dual",
+        description="dual: in- and out-of-group embeddings per group; single: one, weighted "
+        "by a softmax over groups (ablation GPRec-1)",
+    )
+    individual: bool = Field(  # False: GPRec-2
+        True, description="model individual taste r_P from personal fields (false: GPRec-2)"
+    )
     # Run the classifier once per distinct user-field row of the batch, then
     # gather: exact (g sees only user fields; noise is drawn per sample after).
-    dedup_users: bool = True
+    dedup_users: bool = Field(
+        True,
+        description="run the group classifier once per distinct user in a batch (same result, faster)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -100,22 +152,48 @@ class GPRecOptions(ModelOptions):
         data["backbone"] = backbone
         return data
 
+    @field_validator("backbone", mode="before")
+    @classmethod
+    def _backbone_is_a_section(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if cls._wraps_itself(v):
+                raise key_error((), cls._self_wrap_message(), v)
+            raise key_error((), f"a section, not a name: write model.backbone.name={v}", v)
+        return v
+
     @field_validator("backbone")
     @classmethod
     def _resolve_backbone(cls, v: dict[str, Any]) -> dict[str, Any]:
-        try:
-            resolved = resolve_model_options(v, source="backbone")
-            is_backbone = issubclass(model_class(str(v["name"])), Backbone)
-        except ConfigError as e:
-            msg = str(e).removeprefix("backbone: ").replace("model.", "")
-            raise PydanticCustomError("backbone_options", "{msg}", {"msg": msg}) from None
-        if not is_backbone:
-            raise PydanticCustomError(
-                "backbone_options",
-                "'{name}' is not a backbone (one with represent() and a prediction head)",
-                {"name": v["name"]},
-            )
-        return resolved
+        name = v.get("name")
+        if name is not None:
+            # Checked before the options, which would otherwise fail on keys the
+            # named model lacks and hide that it cannot be a backbone at all.
+            if cls._wraps_itself(str(name)):
+                raise key_error(("name",), cls._self_wrap_message(), name)
+            backbones = available_models(Backbone)
+            if str(name) not in available_models():
+                raise key_error(
+                    ("name",), unknown_model_message(str(name), backbones, "backbones"), name
+                )
+            if str(name) not in backbones:
+                raise key_error(
+                    ("name",),
+                    f"'{name}' is not a backbone (one with represent() and a prediction head); "
+                    f"backbones: {', '.join(backbones)}",
+                    name,
+                )
+        return validate_model_options(v)
+
+    @classmethod
+    def _wraps_itself(cls, name: str) -> bool:
+        return name in available_models() and model_class(name).Options is cls
+
+    @staticmethod
+    def _self_wrap_message() -> str:
+        return (
+            "GPRec cannot wrap itself (it is not a backbone); model.backbone.name must name "
+            "a backbone: " + ", ".join(available_models(Backbone))
+        )
 
 
 def radix_multipliers(cardinalities: list[int]) -> torch.Tensor | None:

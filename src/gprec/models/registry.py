@@ -32,34 +32,50 @@ def _ensure_loaded() -> None:
         importlib.import_module(pkg)
 
 
-def available_models() -> list[str]:
+def available_models(kind: type | None = None) -> list[str]:
+    """Registered model names; with `kind`, only models of that class (e.g. `Backbone`)."""
     _ensure_loaded()
-    return sorted(_REGISTRY)
+    return sorted(n for n, cls in _REGISTRY.items() if kind is None or issubclass(cls, kind))
+
+
+def unknown_model_message(name: str, choices: list[str], label: str = "available") -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown model '{name}'{hint}; {label}: {', '.join(choices)}"
 
 
 def model_class(name: str) -> type:
     _ensure_loaded()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(
-            f"unknown model '{name}'{hint}; available: {', '.join(sorted(_REGISTRY))}"
-        )
+        raise ConfigError(unknown_model_message(name, sorted(_REGISTRY)))
     return _REGISTRY[name]
+
+
+def validate_model_options(model: dict[str, Any]) -> dict[str, Any]:
+    """A `model:` section with defaults filled; pydantic's ValidationError if it is bad.
+
+    Errors are located relative to the section (`("dropout",)`, `("name",)`), so
+    callers can prefix the key they know it by (`model.`, `model.backbone.`) and
+    say which file or `--set` it came from.
+    """
+    from gprec.config import key_error
+
+    if "name" not in model:
+        raise key_error(("name",), f"required: one of {', '.join(available_models())}")
+    name = str(model["name"])
+    if name not in available_models():
+        raise key_error(("name",), unknown_model_message(name, available_models()), name)
+    return model_class(name).Options.model_validate(model).model_dump(mode="json")
 
 
 def resolve_model_options(model: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Validate a `model:` section against its model's options; return it with defaults filled."""
     from gprec.config import format_validation_error
 
-    if "name" not in model:
-        raise ConfigError(f"{source}: model.name is required")
-    cls = model_class(str(model["name"]))
     try:
-        options = cls.Options.model_validate(model)
+        return validate_model_options(model)
     except ValidationError as e:
         raise ConfigError(f"{source}: {format_validation_error(e, 'model')}") from None
-    return options.model_dump(mode="json")
 
 
 def build_model(model: dict[str, Any], fields: list[EncodedField]):
