@@ -48,7 +48,7 @@ def handle(args) -> int:
     base_raw = apply_overrides(
         read_yaml(args.config) if args.config else BUILTIN_DEFAULT, args.overrides
     )
-    base_seed = parse_config(base_raw, args.config or "config").train.seed
+    base_seed = parse_config(base_raw, args.config or "config", args.overrides).train.seed
     specs = [parse_model_spec(s) for s in split_top_level(args.models)]
     seeds = parse_seeds(args.seeds, base_seed)
     if args.out:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gprec.config import apply_overrides, dump_config, parse_config, read_yaml
+from gprec.config import SEED_MAX, apply_overrides, dump_config, parse_config, read_yaml
 from gprec.errors import ConfigError
 from gprec.evaluation.significance import summarize, to_csv_rows, to_markdown
 from gprec.io import write_text_atomic
@@ -94,9 +94,6 @@ def safe_dirname(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", label).strip("_") or "model"
 
 
-MAX_SEED = 2**32 - 1  # numpy's legacy seeding and most tools take 32-bit seeds
-
-
 def parse_seeds(text: str, base_seed: int) -> list[int]:
     """`5` -> five seeds from the base seed; `1,2,7` -> exactly those."""
     try:
@@ -111,9 +108,9 @@ def parse_seeds(text: str, base_seed: int) -> list[int]:
         raise ConfigError(f"--seeds {text!r}: give a count (5) or a list (1,2,3)") from None
     if not seeds:
         raise ConfigError(f"--seeds {text!r}: give a count (5) or a list (1,2,3)")
-    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    bad = [s for s in seeds if not 0 <= s <= SEED_MAX]
     if bad:
-        raise ConfigError(f"--seeds: {bad[0]} is not a seed between 0 and {MAX_SEED}")
+        raise ConfigError(f"--seeds: {bad[0]} is not a seed between 0 and {SEED_MAX}")
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         # A repeated seed repeats a run and its split: the paired tests would count it twice.
@@ -155,7 +152,7 @@ def run_comparison(
         raw = apply_overrides(_merge(base_raw, spec.overlay), [*(overrides or []), *spec.overrides])
         for seed in seeds:
             configs[spec.label, seed] = parse_config(
-                apply_overrides(raw, [f"train.seed={seed}"]), f"model {spec.label}"
+                apply_overrides(raw, [f"train.seed={seed}"]), f"model {spec.label}", overrides or []
             )
     run_dirs = {key: out_dir / safe_dirname(key[0]) / f"seed-{key[1]}" for key in configs}
     # Every run directory is checked before the first run, so a clash in the last one does
