@@ -10,7 +10,7 @@ import polars as pl
 
 
 class Role(StrEnum):
-    """Which part of a sample a field describes (SPEC section 1)."""
+    """Which part of a sample a field describes (docs/gprec.md §1)."""
 
     PERSONAL = "personal"  # ID-like user fields, x_p
     USER = "user"  # other user fields, x_o

@@ -1,4 +1,4 @@
-"""GPRec: bi-level (group + individual) user modeling around any backbone (SPEC 3-7).
+"""GPRec: bi-level (group + individual) user modeling around any backbone (docs/gprec.md §3-§7).
 
     E = embedding(x)                       the backbone's own table, shared
     r_b = backbone.represent(E)            the backbone's path, untouched
@@ -26,7 +26,7 @@ cosine of L_O, so they are kept *factored* and never materialised in training:
 This is the same function (tests check it against the dense computation);
 `group_representation(x)` / `individual_representation(x)` give the dense ones.
 
-Ablations (SPEC 7) are options: `group_embedding: single` (GPRec-1),
+Ablations (docs/gprec.md §7) are options: `group_embedding: single` (GPRec-1),
 `individual: false` (GPRec-2), `lambda_group / lambda_contrastive /
 lambda_orthogonal: 0` (GPRec-3 / 4 / 5).
 """
@@ -220,7 +220,7 @@ def cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 def orthogonal_loss(r_g: torch.Tensor, r_p: torch.Tensor, mode: str = "abs") -> torch.Tensor:
-    """SPEC 4: mean over the batch of `|cos(r_G, r_P)|` (`abs`) or `cos(r_G, r_P)` (`signed`)."""
+    """docs/gprec.md §4.2: mean over the batch of `|cos(r_G, r_P)|` (`abs`) or `cos(r_G, r_P)` (`signed`)."""
     return _reduce_cos(cosine(r_g, r_p), mode)
 
 
