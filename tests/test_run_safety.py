@@ -154,7 +154,8 @@ def test_a_killed_run_reads_as_interrupted_and_is_trained_again(tmp_path, capsys
     """SIGKILL leaves status `running` with a dead pid: tools read it as interrupted, and
     `gprec train` with the same config trains it again (a live writer's run is refused)."""
     out = tmp_path / "run"
-    args = [*tiny(tmp_path, epochs=100000), "--set", "train.patience=100000", "--out", str(out)]
+    args = [*tiny(tmp_path, epochs=100000), "--set", "train.patience=100000", "--out", str(out),
+            "--set", "train.threads=1"]  # fmt: skip  (one thread: the test process has the other)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gprec.cli.main", "train", *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
