@@ -1,9 +1,10 @@
 """From a data config to encoded train/valid/test arrays, through an on-disk cache.
 
-The pipeline is load raw -> label -> split -> vocabulary on train -> encode.
-Its output is cached under a key that hashes the source files' contents, the
-data config and the split seed, so a second run with the same inputs reads
-ready arrays instead of parsing text again.
+The pipeline is load raw -> duplicate policy -> label -> split -> vocabulary on
+train -> encode. Its output is cached under a key that hashes the source files'
+contents, the data config and the split seed, so a second run with the same
+inputs reads ready arrays instead of parsing text again (`gprec.data.cache`
+holds the on-disk format).
 """
 
 from __future__ import annotations
@@ -12,23 +13,30 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from gprec.config import DataConfig
-from gprec.data.encode import Vocabulary, binary_labels, encoded_fields
+from gprec.config import CACHE_DIR_ENV, DATA_ROOT_ENV, DataConfig
+from gprec.data import cache
+from gprec.data.cache import CACHE_FORMAT
+from gprec.data.encode import (
+    Vocabulary,
+    binary_labels,
+    data_rows,
+    drop_duplicates,
+    encoded_fields,
+    find_duplicates,
+)
 from gprec.data.schema import EncodedField, RawTable, Role
 from gprec.data.split import SPLITS, leave_last_out_split, random_split
 from gprec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-# Bump when the on-disk layout changes; code changes in this package already change the key.
-CACHE_FORMAT = 1
+DUPLICATE_POLICIES = ("warn", "drop", "error")
 
 
 @dataclass
@@ -41,6 +49,8 @@ class EncodedDataset:
     vocab: Vocabulary
     name: str = ""
     from_cache: bool = False
+    # Rows equal in every field (see `find_duplicates`), as found before the split.
+    duplicates: dict[str, Any] | None = None
 
     def size(self, split: str) -> int:
         return len(self.y[split])
@@ -68,6 +78,7 @@ def load_raw(cfg: DataConfig) -> RawTable:
         from gprec.data.synth import SynthConfig, generate
 
         return generate(SynthConfig(**cfg.synthetic.model_dump()))
+    require_source_files(cfg)
     path = cfg.resolved_path()
     if cfg.source == "ml-100k":
         from gprec.data.movielens import load_ml100k
@@ -96,21 +107,96 @@ def split_rows(raw: RawTable, cfg: DataConfig, seed: int) -> dict[str, np.ndarra
 
 
 def encode(raw: RawTable, cfg: DataConfig, seed: int) -> EncodedDataset:
+    # A message about a data row names the interactions file; one about the dataset
+    # as a whole names the first source file (for a generic dataset, its schema).
+    dataset, interactions = _first(raw.source_files), _interactions_file(cfg, raw)
     if raw.table.height == 0:
-        raise DataError("the dataset has no interactions", path=_first(raw.source_files))
-    y_all = binary_labels(raw, cfg.label_threshold)
+        raise DataError("the dataset has no interactions", path=dataset)
+    raw, duplicates = apply_duplicate_policy(raw, duplicate_policy(cfg), interactions)
+    y_all = binary_labels(raw, cfg.label_threshold, interactions)
     rows = split_rows(raw, cfg, seed)
     if len(rows["train"]) == 0:
-        raise DataError("the training split is empty", path=_first(raw.source_files))
+        raise DataError("the training split is empty", path=dataset)
     vocab = Vocabulary.fit(raw.table[rows["train"]], raw.fields)
     y = {s: y_all[rows[s]] for s in SPLITS}
     for s in ("valid", "test"):
-        _require_both_labels(s, y[s], cfg, raw.source_files)
+        _require_both_labels(s, y[s], cfg, dataset)
     X = {s: vocab.encode(raw.table[rows[s]], raw.fields) for s in SPLITS}
-    return EncodedDataset(encoded_fields(raw.fields, vocab), X, y, vocab, name=cfg.source)
+    fields = encoded_fields(raw.fields, vocab)
+    return EncodedDataset(fields, X, y, vocab, name=cfg.source, duplicates=duplicates)
 
 
-def _require_both_labels(split: str, y: np.ndarray, cfg: DataConfig, files: list[Path]) -> None:
+def duplicate_policy(cfg: DataConfig) -> str:
+    policy = getattr(cfg, "duplicates", "warn")
+    if policy not in DUPLICATE_POLICIES:
+        raise ConfigError(
+            f"data.duplicates: {policy!r} is not one of {', '.join(DUPLICATE_POLICIES)}"
+        )
+    return policy
+
+
+def apply_duplicate_policy(
+    raw: RawTable, policy: str, path: Path | None
+) -> tuple[RawTable, dict[str, Any] | None]:
+    """Rows equal in every field let one interaction land in both train and test.
+
+    `warn` keeps them (and says so), `drop` keeps the last of each (the latest by
+    timestamp when there is one), `error` refuses the dataset.
+    """
+    found = find_duplicates(raw)
+    if found is None:
+        return raw, None
+    count, first, repeated = found
+    rows = data_rows(raw)
+    info = {
+        "count": count,
+        "row": int(rows[first]),
+        "repeats_row": int(rows[repeated]),
+        "file": str(path) if path is not None else None,
+        "policy": policy,
+    }
+    if policy == "error":
+        raise DataError(
+            f"{count:,d} duplicate interaction rows (equal in every field): data row "
+            f"{info['row']} repeats data row {info['repeats_row']}; set data.duplicates=drop "
+            "to keep the last of each, or data.duplicates=warn to keep them all",
+            path=path,
+        )
+    if policy == "drop":
+        raw = drop_duplicates(raw)
+        log.info(
+            "%sdropped %d duplicate interaction rows, kept the last of each", _where(path), count
+        )
+    else:
+        warn_duplicates(info)
+    return raw, info
+
+
+def warn_duplicates(info: dict[str, Any]) -> None:
+    log.warning(
+        "%s%s duplicate interaction rows (equal in every field; data row %d repeats data "
+        "row %d) are kept, so the same interaction can be in both train and test; set "
+        "data.duplicates=drop to keep the last of each, or data.duplicates=error to refuse",
+        _where(info.get("file")),
+        f"{info['count']:,d}",
+        info["row"],
+        info["repeats_row"],
+    )
+
+
+def _where(path: str | Path | None) -> str:
+    return f"{path}: " if path else ""
+
+
+def _interactions_file(cfg: DataConfig, raw: RawTable) -> Path | None:
+    """The file the interaction rows come from (a generic dataset lists its schema first)."""
+    files = raw.source_files
+    if cfg.source == "generic" and len(files) > 1:
+        return files[1]
+    return _first(files)
+
+
+def _require_both_labels(split: str, y: np.ndarray, cfg: DataConfig, path: Path | None) -> None:
     """Early stopping and the reported metrics are AUCs, which need both labels in the split.
 
     Checked before encoding and caching, so the run fails in seconds instead of
@@ -118,19 +204,52 @@ def _require_both_labels(split: str, y: np.ndarray, cfg: DataConfig, files: list
     """
     ratios = "data.split_ratios" if cfg.split == "random" else "data.split"
     if len(y) == 0:
-        raise DataError(
-            f"the {split} split is empty: AUC is undefined; check {ratios}", path=_first(files)
-        )
+        raise DataError(f"the {split} split is empty: AUC is undefined; check {ratios}", path=path)
     if y.min() == y.max():
         raise DataError(
             f"the {split} split has only label {y[0]:.0f} ({len(y):,d} rows): AUC is undefined; "
             f"check data.label_threshold / {ratios}",
-            path=_first(files),
+            path=path,
         )
 
 
 def _first(paths: list[Path]) -> Path | None:
     return paths[0] if paths else None
+
+
+def require_source_files(cfg: DataConfig) -> None:
+    """Refuse a missing data file up front, saying how `data.path` was resolved."""
+    if cfg.source == "synthetic":
+        return
+    path = cfg.resolved_path()
+    if cfg.source == "generic":
+        missing, what = ([] if path.is_file() else [path]), "the schema YAML file"
+    else:
+        # u.genre is optional: without it ML-100K's standard genre list is used.
+        if cfg.source == "ml-100k":
+            names = ["u.data", "u.user", "u.item"]
+        else:
+            names = [cfg.ratings_file, "users.dat", "movies.dat"]
+        missing = [path / n for n in names if not (path / n).is_file()]
+        what = f"the directory that holds {missing[0].name}" if missing else ""
+    if missing:
+        problem = "not a file" if missing[0].exists() else "file not found"
+        raise DataError(f"{problem}; {_path_hint(cfg.path, what)}", path=missing[0])
+
+
+def _path_hint(configured: str, what: str) -> str:
+    """How a `data.path` value became the path that was looked at, and what to change."""
+    root = os.environ.get(DATA_ROOT_ENV)
+    if Path(os.path.expanduser(configured)).is_absolute():
+        return f"data.path is {configured!r}; set it to {what}"
+    if root:
+        how = f"data.path {configured!r} was looked up under ${DATA_ROOT_ENV}={root}"
+    else:
+        how = (
+            f"data.path {configured!r} is relative to the working directory {Path.cwd()} "
+            f"(${DATA_ROOT_ENV} is unset)"
+        )
+    return f"{how}; set data.path to {what}, or ${DATA_ROOT_ENV} to the folder holding {configured}"
 
 
 def source_files(cfg: DataConfig) -> list[Path]:
@@ -157,6 +276,7 @@ def _pipeline_code() -> list[Path]:
 def cache_key(cfg: DataConfig, seed: int) -> str:
     h = hashlib.sha256()
     settings = cfg.model_dump(mode="json", exclude={"cache_dir", "path", "split_seed"})
+    settings["duplicates"] = duplicate_policy(cfg)  # the policy changes the rows that are kept
     h.update(
         json.dumps(
             {"format": CACHE_FORMAT, "seed": seed, "data": settings}, sort_keys=True
@@ -170,53 +290,76 @@ def cache_key(cfg: DataConfig, seed: int) -> str:
     return h.hexdigest()[:20]
 
 
-def _save(ds: EncodedDataset, directory: Path) -> None:
-    """Write the arrays into a temp dir beside the cache entry, then rename it into place."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory.parent))
+def _cache_label(cfg: DataConfig) -> str:
+    """Which setting chose the cache dir, for messages about it."""
+    if cfg.cache_dir:
+        return "data.cache_dir"
+    if os.environ.get(CACHE_DIR_ENV):
+        return f"${CACHE_DIR_ENV}"
+    return "data.cache_dir (default)"
+
+
+def _save(ds: EncodedDataset, entry: Path, cfg: DataConfig, seed: int, replace: bool) -> None:
+    arrays = {f"{a}_{s}": getattr(ds, a)[s] for s in SPLITS for a in ("X", "y")}
+    # Where the entry came from, for `gprec cache list`.
+    origin = {"path": None if cfg.path is None else str(cfg.resolved_path()), "seed": seed}
+    meta = ds.summary() | {"duplicates": ds.duplicates, "origin": origin}
+    label = _cache_label(cfg)
+    cache.write_entry(entry, arrays, {"vocab.json": ds.vocab.to_json()}, meta, label, replace)
+
+
+def _load(entry: Path, mmap: bool) -> EncodedDataset:
+    """The cached dataset; raises cache.Damaged when any part of it does not check out."""
+    meta, arrays, documents = cache.read_entry(entry, mmap)
     try:
-        for s in SPLITS:
-            np.save(tmp / f"X_{s}.npy", ds.X[s])
-            np.save(tmp / f"y_{s}.npy", ds.y[s])
-        (tmp / "vocab.json").write_text(json.dumps(ds.vocab.to_json()))
-        (tmp / "meta.json").write_text(json.dumps(ds.summary(), indent=1))
-        try:
-            os.rename(tmp, directory)
-        except OSError:  # another process finished the same entry first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _load(directory: Path, mmap: bool) -> EncodedDataset:
-    meta = json.loads((directory / "meta.json").read_text())
-    mode = "r" if mmap else None
-    fields = [EncodedField(f["name"], Role(f["role"]), f["cardinality"]) for f in meta["fields"]]
-    return EncodedDataset(
-        fields=fields,
-        X={s: np.load(directory / f"X_{s}.npy", mmap_mode=mode) for s in SPLITS},
-        y={s: np.load(directory / f"y_{s}.npy", mmap_mode=mode) for s in SPLITS},
-        vocab=Vocabulary(json.loads((directory / "vocab.json").read_text())),
-        name=meta["name"],
-        from_cache=True,
-    )
+        fields = [
+            EncodedField(f["name"], Role(f["role"]), f["cardinality"]) for f in meta["fields"]
+        ]
+        ds = EncodedDataset(
+            fields=fields,
+            X={s: arrays[f"X_{s}"] for s in SPLITS},
+            y={s: arrays[f"y_{s}"] for s in SPLITS},
+            vocab=Vocabulary(documents["vocab.json"]),
+            name=meta["name"],
+            from_cache=True,
+            duplicates=meta.get("duplicates"),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise cache.Damaged(f"meta.json is malformed ({type(e).__name__}: {e})") from None
+    for s in SPLITS:
+        if ds.X[s].shape != (len(ds.y[s]), len(fields)):
+            raise cache.Damaged(f"X_{s}.npy does not match y_{s}.npy and the fields")
+    return ds
 
 
 def load_dataset(
     cfg: DataConfig, seed: int, use_cache: bool = True, mmap: bool = False
 ) -> EncodedDataset:
-    """The encoded dataset for `cfg` and split `seed`, from the cache when it is there."""
+    """The encoded dataset for `cfg` and split `seed`, from the cache when it is there.
+
+    A damaged cache entry is rebuilt (with a warning). A cache dir that cannot be
+    written is refused before any parsing, unless the entry is already there.
+    """
     if not use_cache:
         return encode(load_raw(cfg), cfg, seed)
-    for f in source_files(cfg) or []:
-        if not f.is_file():
-            raise DataError("file not found", path=f)
-    entry = cfg.resolved_cache_dir() / f"{cfg.source}-{cache_key(cfg, seed)}"
-    if (entry / "meta.json").is_file():
-        log.info("using cached dataset %s", entry)
-        return _load(entry, mmap)
+    label, cache_dir = _cache_label(cfg), cfg.resolved_cache_dir()
+    cache.check_not_a_file(cache_dir, label)
+    require_source_files(cfg)
+    entry = cache_dir / f"{cfg.source}-{cache_key(cfg, seed)}"
+    present = entry.exists() or entry.is_symlink()
+    if present:
+        try:
+            ds = _load(entry, mmap)
+        except cache.Damaged as e:
+            log.warning("cache entry %s is damaged (%s); rebuilding it", entry, e)
+        else:
+            log.info("using cached dataset %s", entry)
+            cache.touch(entry)
+            if ds.duplicates and ds.duplicates.get("policy") == "warn":
+                warn_duplicates(ds.duplicates)
+            return ds
+    cache.check_writable(cache_dir, label)
     ds = encode(load_raw(cfg), cfg, seed)
-    _save(ds, entry)
+    _save(ds, entry, cfg, seed, replace=present)  # present here means damaged
     log.info("cached dataset at %s", entry)
     return ds

@@ -61,7 +61,7 @@ class GenericSchema:
 def load_generic(schema_path: Path, data_dir: Path | None = None) -> RawTable:
     """The dataset a schema file describes; data paths are relative to `data_dir`
     if given, else to the schema file's directory."""
-    schema = parse_schema(schema_path, data_dir)
+    schema = _with_files(parse_schema(schema_path, data_dir), data_dir)
     table = _numeric_columns(schema, _read(schema.tables[0]))
     for spec in schema.tables[1:]:
         table = _join_side(schema, table, spec)
@@ -76,7 +76,20 @@ def load_generic(schema_path: Path, data_dir: Path | None = None) -> RawTable:
 
 def schema_source_files(schema_path: Path, data_dir: Path | None = None) -> list[Path]:
     """The schema file and every data file it names: what a cache key must hash."""
-    return parse_schema(schema_path, data_dir).files()
+    return _with_files(parse_schema(schema_path, data_dir), data_dir).files()
+
+
+def _with_files(schema: GenericSchema, data_dir: Path | None) -> GenericSchema:
+    """Refuse a schema naming a missing data file, saying where the path was looked for."""
+    base = "the data directory" if data_dir is not None else "the schema file's directory"
+    for spec in schema.tables:
+        if not spec.path.exists():
+            raise DataError(
+                f"file not found ({spec.name}.path in {schema.path}; a relative path is "
+                f"taken from {base})",
+                path=spec.path,
+            )
+    return schema
 
 
 def parse_schema(schema_path: Path, data_dir: Path | None = None) -> GenericSchema:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from gprec.data.encode import SOURCE_ROW
 from gprec.data.readers import count_fields, read_delimited, require_unique
 from gprec.data.schema import FieldSpec, RawTable, Role
 from gprec.errors import DataError
@@ -131,8 +132,10 @@ def _assemble(
     """Join side fields onto the ratings, dropping ratings whose movie or user is unknown."""
     require_unique(users, "user_id", files[1])
     require_unique(items, "item_id", files[2])
-    table = ratings.join(items, on="item_id", how="inner", maintain_order="left").join(
-        users, on="user_id", how="inner", maintain_order="left"
+    table = (
+        ratings.with_row_index(SOURCE_ROW, offset=1)
+        .join(items, on="item_id", how="inner", maintain_order="left")
+        .join(users, on="user_id", how="inner", maintain_order="left")
     )
     dropped = ratings.height - table.height
     if dropped:
@@ -148,5 +151,7 @@ def _assemble(
         *(pl.col(f.name).cast(pl.String) for f in FIELDS),
         pl.col("rating").alias(RawTable.TARGET),
         pl.col("timestamp").alias(RawTable.TIMESTAMP),
+        # Only needed once rows were dropped: then table row i is no longer file line i + 1.
+        *([pl.col(SOURCE_ROW)] if dropped else []),
     )
     return RawTable(table, list(FIELDS), source_files=files)
