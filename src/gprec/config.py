@@ -134,7 +134,8 @@ class DataConfig(StrictModel):
     duplicates: Literal["warn", "drop", "error"] = Field(
         "warn",
         description="what to do with repeated interaction rows (all fields equal): warn keeps "
-        "them and warns with the count, drop keeps the last occurrence, error refuses",
+        "them and warns with the count, drop keeps the last occurrence (the latest by timestamp "
+        "when there is one), error refuses",
     )
     synthetic: SyntheticData = Field(
         SyntheticData(), description="the built-in generator's settings (data.source: synthetic)"

@@ -127,7 +127,7 @@ def encode(raw: RawTable, cfg: DataConfig, seed: int) -> EncodedDataset:
 
 
 def duplicate_policy(cfg: DataConfig) -> str:
-    policy = getattr(cfg, "duplicates", "warn")
+    policy = cfg.duplicates
     if policy not in DUPLICATE_POLICIES:
         raise ConfigError(
             f"data.duplicates: {policy!r} is not one of {', '.join(DUPLICATE_POLICIES)}"
