@@ -9,18 +9,20 @@ from gprec.config import TrainConfig, parse_config
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
 from gprec.layers.embedding import FieldEmbedding
+from gprec.layers.factored import cosine, orthogonal_loss
 from gprec.layers.group import BatchedGroupMLP, gumbel_pair_masks
-from gprec.models.gprec import (
-    GPRec,
-    cosine,
-    logit_of_mean_probability,
-    orthogonal_loss,
-    radix_multipliers,
-)
+from gprec.models.gprec import GPRec, radix_multipliers
+from gprec.models.gprec_strategies import logit_of_mean_probability
 from gprec.models.registry import build_model, resolve_model_options
 from gprec.training.trainer import Trainer, as_tensors
 
 D = 4  # embedding dim in these tests
+
+
+def without_noise(model: GPRec) -> GPRec:
+    """Membership masks without Gumbel noise even in training, where the aux losses exist."""
+    model._memberships = lambda scores, noisy, m=model: GPRec._memberships(m, scores, False)
+    return model
 
 
 def make(fields=None, seed=0, **opts) -> GPRec:
@@ -231,20 +233,29 @@ def test_forward_equals_the_dense_formulation(strategy, backbone):
     bb = model.backbone
     with torch.no_grad():
         emb = model.embedding(x)
-        r_b = bb.represent(emb)
+        r_b = bb.represent(x, emb).r
         r_g, r_p = model.group_representation(x), model.individual_representation(x)
         m = model.group_masks(x)
         r_con = model._group_rep(m, swapped=True).dense()
         e_v = emb[:, model.item_idx].flatten(1)
         if strategy == "input":
-            ref = model.head(torch.cat([r_b, r_g, r_p], 1))
+            ref = model.strategy.head(torch.cat([r_b, r_g, r_p], 1)).squeeze(-1)
         elif strategy == "dynamic":
-            ref = bb.head(r_b, model._deltas(model.dynamic(torch.cat([r_g, r_p], 1))))
+            s = model.strategy
+            ref = bb.head(r_b, s.deltas(s.f_dp(torch.cat([r_g, r_p], 1)))).squeeze(-1)
         else:
-            probs = [bb.head(r_b), model.group_head(r_g), model.personal_head(r_p)]
+            s = model.strategy
+            probs = [bb.head(r_b), s.group_head(r_g), s.personal_head(r_p)]
+            probs = [p.squeeze(-1) for p in probs]
             ref = torch.logit(torch.stack([torch.sigmoid(p) for p in probs]).mean(0))
         out = model(x, y)
     assert torch.allclose(out.logit, ref, atol=1e-5)
+    # The auxiliary losses exist only in training; there, with noise-free masks (dropout and
+    # BatchNorm touch only the prediction path), they equal the dense formulas.
+    model.train()
+    without_noise(model)
+    with torch.no_grad():
+        out = model(x, y)
     bce = F.binary_cross_entropy_with_logits
     group = bce(model.f1(torch.cat([r_g, e_v], 1)).squeeze(-1), y)
     con = bce(model.f1(torch.cat([r_con, e_v], 1)).squeeze(-1), y)
@@ -262,7 +273,8 @@ def test_orthogonal_loss_matches_hand_computation():
     assert orthogonal_loss(a, b, "signed").item() == pytest.approx(sum(cos) / 3, abs=1e-6)
     # in the model: lambda_3 * mean |cos(r_G, r_P)| of its own representations
     for mode in ("abs", "signed"):
-        model = make(orthogonal=mode, lambda_orthogonal=0.5).eval()
+        model = make(orthogonal=mode, lambda_orthogonal=0.5)  # training: aux losses exist
+        without_noise(model)
         x, _ = batch()
         got = model(x).aux_losses["orthogonal"]
         c = F.cosine_similarity(model.group_representation(x), model.individual_representation(x))
@@ -275,8 +287,11 @@ def test_labels_gate_the_label_dependent_losses():
     x, y = batch()
     assert set(model(x, y).aux_losses) == {"group", "contrastive", "orthogonal", "backbone"}
     assert set(model(x).aux_losses) == {"orthogonal"}
+    assert model.eval()(x, y).aux_losses == {}  # only in training, never in evaluation
+    model.train()
     bb = model.backbone
-    ref = F.binary_cross_entropy_with_logits(bb.head(bb.represent(model.embedding(x))), y)
+    rep = bb.represent(x, model.embedding(x))
+    ref = F.binary_cross_entropy_with_logits(bb.head(rep.r).squeeze(-1), y)
     assert model(x, y).aux_losses["backbone"].item() == pytest.approx(ref.item(), rel=1e-6)
 
 
@@ -297,9 +312,10 @@ def test_ablation_single_group_embedding_gprec1():
     single.eval()
     with torch.no_grad():
         emb = single.embedding(x)
-        ref = single.head(
-            torch.cat([single.backbone.represent(emb), r, single.individual_representation(x)], 1)
-        )
+        r_b = single.backbone.represent(x, emb).r
+        ref = single.strategy.head(
+            torch.cat([r_b, r, single.individual_representation(x)], 1)
+        ).squeeze(-1)
     assert torch.allclose(single(x).logit, ref, atol=1e-5)
 
 
@@ -307,8 +323,8 @@ def test_ablation_no_individual_gprec2():
     full, no_ind = make(), make(individual=False)
     assert no_ind.f2 is None and no_ind.personal_dim == 0
     width = full.group_dim  # r_P's width, removed from the head's input too
-    head_in = full.head.linears[0].in_features
-    assert no_ind.head.linears[0].in_features == head_in - width
+    head_in = full.strategy.head.linears[0].in_features
+    assert no_ind.strategy.head.linears[0].in_features == head_in - width
     assert n_params(full) - n_params(no_ind) == n_params(full.f2) + 64 * width
     x, y = batch()
     assert set(no_ind(x, y).aux_losses) == {"group", "contrastive"}
@@ -317,7 +333,7 @@ def test_ablation_no_individual_gprec2():
     for strategy in ("dynamic", "ensemble"):
         m = make(individual=False, strategy=strategy)
         assert m(x, y).logit.shape == (32,)
-        assert m.f2 is None and getattr(m, "personal_head", None) is None
+        assert m.f2 is None and getattr(m.strategy, "personal_head", None) is None
 
 
 @pytest.mark.parametrize(
@@ -346,22 +362,22 @@ def test_group_reduce_sum_vs_concat_widths():
         assert model.group_representation(x).shape == (8, width)
         assert model.individual_representation(x).shape == (8, width)
         rb = model.backbone.representation_dim
-        assert model.head.linears[0].in_features == rb + 2 * width
-        assert model.f1[0].in_features == width + 2 * D  # 2 item fields
+        assert model.strategy.head.linears[0].in_features == rb + 2 * width
+        assert model.f1.linears[0].in_features == width + 2 * D  # 2 item fields
 
 
 def test_dynamic_strategy_starts_at_the_backbone_and_learns_deltas():
     model = make(strategy="dynamic", dynamic_rank=3).eval()
     x, y = batch()
     bb = model.backbone
-    base = bb.head(bb.represent(model.embedding(x)))
+    base = bb.head(bb.represent(x, model.embedding(x)).r).squeeze(-1)
     assert torch.allclose(model(x).logit, base, atol=1e-6)
     n_out = sum(3 * (a + b) for a, b in bb.head.layer_shapes)
-    assert model.dynamic[-1].out_features == n_out
+    assert model.strategy.f_dp.output_layer.out_features == n_out
     model.train()
     out = model(x, y)
     F.binary_cross_entropy_with_logits(out.logit, y).backward()
-    assert model.dynamic[-1].weight.grad.abs().sum() > 0  # the zeroed V rows can move
+    assert model.strategy.f_dp.output_layer.weight.grad.abs().sum() > 0  # zeroed V rows move
     assert bb.head.linears[0].weight.grad.abs().sum() > 0
 
 
@@ -371,9 +387,10 @@ def test_ensemble_averages_the_three_probabilities():
     bb = model.backbone
     emb = model.embedding(x)
     with torch.no_grad():
-        p_b = torch.sigmoid(bb.head(bb.represent(emb)))
-        p_g = torch.sigmoid(model.group_head(model.group_representation(x)))
-        p_p = torch.sigmoid(model.personal_head(model.individual_representation(x)))
+        s = model.strategy
+        p_b = torch.sigmoid(bb.head(bb.represent(x, emb).r).squeeze(-1))
+        p_g = torch.sigmoid(s.group_head(model.group_representation(x)).squeeze(-1))
+        p_p = torch.sigmoid(s.personal_head(model.individual_representation(x)).squeeze(-1))
         expected = torch.logit((p_b + p_g + p_p) / 3)
     assert torch.allclose(model(x).logit, expected, atol=1e-5)
     # stable at the extremes, where clamp-then-logit would flatten the gradient
@@ -499,8 +516,9 @@ def test_trainer_fits_gprec():
 
 
 def test_factored_gradients_equal_the_dense_gradients():
-    model = make(lambda_orthogonal=0.3).eval()  # eval: no noise, so both passes see the same masks
-    x, y = batch()
+    model = make(lambda_orthogonal=0.3)  # training (aux losses), masks without noise: both
+    without_noise(model)  # passes
+    x, y = batch()  # see the same masks; no dropout or BatchNorm in this model
     bce = F.binary_cross_entropy_with_logits
 
     out = model(x, y)
@@ -516,7 +534,12 @@ def test_factored_gradients_equal_the_dense_gradients():
     frozen = {k: v.detach() for k, v in model.f1.named_parameters()}
     y2 = torch.func.functional_call(model.f1, frozen, (torch.cat([r_con, e_v], 1),))
     loss = (
-        bce(model.head(torch.cat([model.backbone.represent(emb), r_g, r_p], 1)), y)
+        bce(
+            model.strategy.head(
+                torch.cat([model.backbone.represent(x, emb).r, r_g, r_p], 1)
+            ).squeeze(-1),
+            y,
+        )
         + bce(model.f1(torch.cat([r_g, e_v], 1)).squeeze(-1), y)
         - 0.001 * bce(y2.squeeze(-1), y)
         + 0.3 * orthogonal_loss(r_g, r_p)

@@ -1,7 +1,7 @@
 import torch
 
 from gprec.layers.embedding import FieldEmbedding
-from gprec.layers.mlp import MLP, PredictionHead
+from gprec.layers.mlp import MLP
 
 
 def test_field_embedding_uses_per_field_offsets():
@@ -31,7 +31,7 @@ def test_field_embedding_gradient_equals_nn_embedding():
 
 def test_prediction_head_low_rank_deltas_equal_per_sample_weights():
     torch.manual_seed(0)
-    head = PredictionHead(6, [4, 3])
+    head = MLP(6, [4, 3], out_dim=1)
     x = torch.randn(5, 6)
     deltas = [(torch.randn(5, a, 2), torch.randn(5, 2, b)) for a, b in head.layer_shapes]
     out = head(x, deltas)
@@ -45,13 +45,13 @@ def test_prediction_head_low_rank_deltas_equal_per_sample_weights():
             if k < len(head.linears) - 1:
                 h = torch.relu(h)
         expected.append(h)
-    assert torch.allclose(out, torch.stack(expected).squeeze(-1), atol=1e-5)
+    assert torch.allclose(out, torch.stack(expected), atol=1e-5)
     assert torch.allclose(head(x), head(x, [None] * 3))
-    assert head(x).shape == (5,)
+    assert head(x).shape == (5, 1)
 
 
 def test_mlp_shapes_and_options():
     m = MLP(8, [16, 4], out_dim=1, dropout=0.5, batch_norm=True)
     assert m(torch.randn(3, 8)).shape == (3, 1)
     assert m.out_dim == 1
-    assert any(isinstance(layer, torch.nn.BatchNorm1d) for layer in m)
+    assert any(isinstance(layer, torch.nn.BatchNorm1d) for layer in m.modules())

@@ -4,14 +4,20 @@
   in training the labels, and returns a `ModelOutput`: the main logit and
   named auxiliary losses, already weighted (label-dependent ones need `y`).
 - A `Backbone` is a model with three parts: the shared field embedding, a
-  `represent(E) -> r_b` step, and a prediction head `f_y` over `r_b`.
-  GPRec wraps any backbone through exactly these parts.
+  `represent(x, E) -> Representation(r, logit)` step (`r` is `r_b`, what the
+  head reads; `logit` an optional additive term of the backbone's own, e.g.
+  DeepFM's first-order + FM terms), and a prediction head `f_y` over `r_b`.
+  The head declares what it accepts (`accepts_extra_inputs`,
+  `accepts_weight_deltas`), the backbone which GPRec strategies apply
+  (`gprec_strategies`). Wrappers (GPRec) use exactly these parts and
+  `predict(rep, deltas)`, never a backbone's other attributes.
+- Auxiliary losses are computed only in training.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -20,13 +26,22 @@ from torch import nn
 from gprec.config import StrictModel
 from gprec.data.schema import EncodedField, Role, fields_of_role
 from gprec.layers.embedding import FieldEmbedding
-from gprec.layers.mlp import ACTIVATIONS, PredictionHead
+from gprec.layers.mlp import ACTIVATIONS, MLP, LowRankDelta
 
 # Built from the mapping the layers index, so a new activation is accepted here
 # by adding it there, and a misspelt one fails validation listing the choices.
 Activation = Literal[tuple(ACTIVATIONS)]
 # A zero width trains, but as a constant model: every layer after it sees zeros.
 Width = Annotated[int, Field(ge=1)]
+
+
+@dataclass
+class Representation:
+    """What a backbone's `represent` gives: `r` `(B, representation_dim)`, read by the head, and
+    an optional additive logit `(B,)` of the backbone's own (FM, wide parts)."""
+
+    r: torch.Tensor
+    logit: torch.Tensor | None = None
 
 
 @dataclass
@@ -86,24 +101,44 @@ class CTRModel(nn.Module):
 
 
 class Backbone(CTRModel):
-    """A feature-interaction model: `E -> r_b -> f_y(r_b)`."""
+    """A feature-interaction model: `x, E -> Representation -> f_y(r_b) (+ its own logit)`.
+
+    `with_head=False` builds it without its prediction head, for a wrapper that
+    never calls it (GPRec's `input` strategy builds a wider head of its own).
+    """
 
     Options = BackboneOptions
+    description: ClassVar[str] = ""
+    # GPRec strategies this backbone supports; `dynamic` needs a head that takes weight
+    # deltas, `input` one whose input can be widened (the contract tests check both).
+    gprec_strategies: ClassVar[tuple[str, ...]] = ("input", "dynamic", "ensemble")
 
-    def __init__(self, fields: list[EncodedField], options: BackboneOptions):
+    def __init__(self, fields: list[EncodedField], options: BackboneOptions, with_head: bool = True):
         super().__init__(fields, options)
-        self.head = self.make_head(self.representation_dim)
+        self.head = self.make_head(self.representation_dim) if with_head else None
 
     @property
     def representation_dim(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def represent(self, emb: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def represent(
+        self, x: torch.Tensor, emb: torch.Tensor
+    ) -> Representation:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def make_head(self, in_dim: int) -> PredictionHead:
+    def make_head(self, in_dim: int) -> MLP:
+        """A prediction head over `in_dim` inputs, built from this backbone's options."""
         o = self.options
-        return PredictionHead(in_dim, o.head_units, o.dropout, o.activation, o.batch_norm)
+        return MLP(in_dim, o.head_units, 1, o.dropout, o.activation, o.batch_norm)
+
+    def predict(
+        self, rep: Representation, deltas: list[LowRankDelta | None] | None = None
+    ) -> torch.Tensor:
+        """The logit `(B,)`: the head over `rep.r` (with weight deltas) plus `rep.logit`."""
+        if self.head is None:
+            raise RuntimeError("this backbone was built without its head (with_head=False)")
+        logit = self.head(rep.r, deltas).squeeze(-1)
+        return logit if rep.logit is None else logit + rep.logit
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> ModelOutput:
-        return ModelOutput(self.head(self.represent(self.embedding(x))))
+        return ModelOutput(self.predict(self.represent(x, self.embedding(x))))

@@ -15,15 +15,9 @@
 whose weight is 0 is neither computed nor returned, and the label-dependent
 ones need `y`.
 
-Efficiency. `r_G` (G*d = 960 wide) and `r_P` (the same width) are only ever
-read by linear layers (the first layer of f_1, f_y, f_G, f_P, f_DP) and by the
-cosine of L_O, so they are kept *factored* and never materialised in training:
-- `r_G = flat(A + m (x) D)` (A = n, D = p - n; swapped masks: A = p, D = n - p),
-  so `r_G W^T = (flat(A) W^T) + m @ Q` with `Q_g = W_g D_g`: a (B, G) x (G, h)
-  product instead of (B, G*d) x (G*d, h), 16x fewer FLOPs at d = 16;
-- `r_P = W_2 h + b_2` (f_2's last layer), so `r_P W^T = h (W W_2)^T + W b_2`;
-- the cosine of L_O uses `r_P` and `r_G`'s blocks in the same way.
-This is the same function (tests check it against the dense computation);
+Efficiency. `r_G` (G*d = 960 wide) and `r_P` are kept factored
+(`gprec.layers.factored`) and never materialised in training; the strategies
+(`gprec.models.gprec_strategies`) read them through `MLP.forward_parts`.
 `group_representation(x)` / `individual_representation(x)` give the dense ones.
 
 Ablations (docs/gprec.md §7) are options: `group_embedding: single` (GPRec-1),
@@ -33,7 +27,6 @@ lambda_orthogonal: 0` (GPRec-3 / 4 / 5).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -45,9 +38,11 @@ from torch import nn
 from gprec.config import key_error
 from gprec.data.schema import EncodedField, Role, fields_of_role
 from gprec.errors import ConfigError
+from gprec.layers.factored import GroupRep, Part, PersonalRep, reduce_cosine
 from gprec.layers.group import BatchedGroupMLP, gumbel_pair_masks
-from gprec.layers.mlp import MLP, LowRankDelta, PredictionHead
+from gprec.layers.mlp import MLP
 from gprec.models.base import Backbone, CTRModel, ModelOptions, ModelOutput, Width
+from gprec.models.gprec_strategies import STRATEGIES
 from gprec.models.registry import (
     available_models,
     build_model,
@@ -57,7 +52,6 @@ from gprec.models.registry import (
     validate_model_options,
 )
 
-STRATEGIES = ("input", "dynamic", "ensemble")
 # Options GPRec shares with its backbone: there is one embedding table, the backbone's.
 _SHARED_WITH_BACKBONE = ("embedding_dim", "embedding_init_std")
 
@@ -184,6 +178,21 @@ class GPRecOptions(ModelOptions):
                 )
         return validate_model_options(v)
 
+    @model_validator(mode="after")
+    def _strategy_is_supported(self) -> GPRecOptions:
+        """The backbone declares which strategies apply (e.g. no `dynamic` on a bilinear head);
+        another is a config error naming those, checked before any data is read."""
+        name = self.backbone["name"]
+        supported = model_class(name).gprec_strategies
+        if self.strategy not in supported:
+            raise key_error(
+                ("strategy",),
+                f"'{self.strategy}' is not supported by backbone '{name}' "
+                f"(supported: {', '.join(supported)})",
+                self.strategy,
+            )
+        return self
+
     @classmethod
     def _wraps_itself(cls, name: str) -> bool:
         return name in available_models() and model_class(name).Options is cls
@@ -205,165 +214,6 @@ def radix_multipliers(cardinalities: list[int]) -> torch.Tensor | None:
     return torch.tensor(mult, dtype=torch.long) if total < 2**62 else None
 
 
-def logit_of_mean_probability(logits: list[torch.Tensor]) -> torch.Tensor:
-    """`logit(mean_k sigmoid(z_k))`, computed in log space (no clamping, no dead gradients)."""
-    z = torch.stack(logits, 0)
-    return torch.logsumexp(F.logsigmoid(z), 0) - torch.logsumexp(F.logsigmoid(-z), 0)
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Row-wise cosine; written out: F.cosine_similarity's backward is ~3x the passes."""
-    dot = (a * b).sum(1)
-    return dot / (
-        torch.linalg.vector_norm(a, dim=1) * torch.linalg.vector_norm(b, dim=1)
-    ).clamp_min(eps)
-
-
-def orthogonal_loss(r_g: torch.Tensor, r_p: torch.Tensor, mode: str = "abs") -> torch.Tensor:
-    """docs/gprec.md §4.2: mean over the batch of `|cos(r_G, r_P)|` (`abs`) or `cos(r_G, r_P)` (`signed`)."""
-    return _reduce_cos(cosine(r_g, r_p), mode)
-
-
-def _reduce_cos(cos: torch.Tensor, mode: str) -> torch.Tensor:
-    return (cos.abs() if mode == "abs" else cos).mean()
-
-
-@dataclass
-class GroupRep:
-    """`r_G` kept factored: `flat_i(A_i + m_i D_i)` (concat) or `sum_i (A_i + m_i D_i)` (sum).
-
-    `m` is `(B, G)`; `A` (None: zero) and `D` are `(G, d)`. Dual embeddings:
-    `A = n, D = p - n`; swapped masks (`r_G^con`): `A = p, D = n - p`;
-    single embeddings: `A = None, D = p`, `m` the softmax weights.
-    """
-
-    m: torch.Tensor
-    A: torch.Tensor | None
-    D: torch.Tensor
-    concat: bool
-
-    @property
-    def width(self) -> int:
-        return self.D.numel() if self.concat else self.D.shape[1]
-
-    def dense(self) -> torch.Tensor:
-        if self.concat:
-            mD = self.m.unsqueeze(-1) * self.D
-            return (mD if self.A is None else mD + self.A).flatten(1)
-        r = self.m @ self.D
-        return r if self.A is None else r + self.A.sum(0)
-
-    def linear(self, weight: torch.Tensor) -> torch.Tensor:
-        """`dense() @ weight.T` for `weight` `(h, width)`, without building `dense()`."""
-        if self.concat:
-            w3 = weight.unflatten(1, self.D.shape)  # (h, G, d); a view even of a column slice
-            q = torch.einsum("hgd,gd->gh", w3, self.D)
-            const = None if self.A is None else torch.einsum("hgd,gd->h", w3, self.A)
-        else:
-            q = self.D @ weight.t()
-            const = None if self.A is None else self.A.sum(0) @ weight.t()
-        return self.m @ q if const is None else torch.addmm(const, self.m, q)
-
-    def cosine(self, r_p: torch.Tensor | PersonalRep, eps: float = 1e-8) -> torch.Tensor:
-        """Row-wise `cos(dense(), r_p)`, building neither `dense()` nor a factored `r_p`.
-
-        With concat, `dense() . r_p = sum_i m_i (D_i . r_p,i) + A . r_p` and
-        `|dense()|^2 = sum_i |A_i + m_i D_i|^2` expand into (B, G) products.
-        """
-        if not self.concat:  # d wide: nothing to save
-            dense_p = r_p if isinstance(r_p, torch.Tensor) else r_p.dense()
-            return cosine(self.dense(), dense_p, eps)
-        m, A, D = self.m, self.A, self.D
-        if isinstance(r_p, PersonalRep):
-            dot = (m * r_p.block_dots(D)).sum(1)
-            if A is not None:
-                dot = dot + r_p.dot(A.flatten())
-            norm_p = r_p.squared_norm().clamp_min(0).sqrt()
-        else:
-            dot = (m * (r_p.unflatten(1, D.shape) * D).sum(-1)).sum(1)
-            if A is not None:
-                dot = dot + r_p @ A.flatten()
-            norm_p = torch.linalg.vector_norm(r_p, dim=1)
-        sq = m.square() @ D.square().sum(1)  # sum_i |A_i + m_i D_i|^2, expanded
-        if A is not None:
-            sq = sq + 2 * (m @ (A * D).sum(1)) + A.square().sum()
-        norm_g = sq.clamp_min(eps * eps).sqrt()
-        return dot / (norm_g * norm_p).clamp_min(eps)
-
-
-@dataclass
-class PersonalRep:
-    """`r_P = layer(hidden)`, kept factored through f_2's last linear layer."""
-
-    hidden: torch.Tensor
-    layer: nn.Linear
-
-    @property
-    def width(self) -> int:
-        return self.layer.out_features
-
-    def dense(self) -> torch.Tensor:
-        return self.layer(self.hidden)
-
-    def linear(self, weight: torch.Tensor) -> torch.Tensor:
-        """`dense() @ weight.T` as `hidden @ (weight W_2)^T + weight b_2`."""
-        return F.linear(self.hidden, weight @ self.layer.weight, weight @ self.layer.bias)
-
-    def block_dots(self, blocks: torch.Tensor) -> torch.Tensor:
-        """`(B, G)`: `r_P`'s i-th d-wide block dotted with `blocks[i]` (`(G, d)`)."""
-        w3 = self.layer.weight.unflatten(0, blocks.shape)  # (G, d, hidden)
-        u = torch.einsum("gdk,gd->gk", w3, blocks)
-        c = (self.layer.bias.view(blocks.shape) * blocks).sum(1)
-        return torch.addmm(c, self.hidden, u.t())
-
-    def dot(self, v: torch.Tensor) -> torch.Tensor:
-        """`(B,)`: `r_P . v`."""
-        return self.hidden @ (self.layer.weight.t() @ v) + self.layer.bias @ v
-
-    def squared_norm(self) -> torch.Tensor:
-        """`(B,)`: `|r_P|^2 = h W^T W h + 2 b W h + |b|^2`, from the hidden layer."""
-        w, b, h = self.layer.weight, self.layer.bias, self.hidden
-        quad = ((h @ (w.t() @ w)) * h).sum(1)
-        return quad + 2 * (h @ (w.t() @ b)) + b.square().sum()
-
-
-Part = torch.Tensor | GroupRep | PersonalRep
-
-
-def first_layer(weight: torch.Tensor, bias: torch.Tensor | None, parts: list[Part]) -> torch.Tensor:
-    """`F.linear(cat(dense parts), weight, bias)`, one column block per part, nothing concatenated."""
-    out, col = None, 0
-    for part in parts:
-        width = part.shape[1] if isinstance(part, torch.Tensor) else part.width
-        w = weight[:, col : col + width]
-        z = F.linear(part, w) if isinstance(part, torch.Tensor) else part.linear(w)
-        out, col = (z if out is None else out + z), col + width
-    if col != weight.shape[1]:
-        raise ValueError(f"parts are {col} wide, the layer takes {weight.shape[1]}")
-    return out if bias is None else out + bias
-
-
-def head_after_first(head: PredictionHead, z: torch.Tensor) -> torch.Tensor:
-    """`PredictionHead.forward` from its first linear layer's output `z` on (no deltas)."""
-    for i in range(1, len(head.linears)):
-        z = head.linears[i](head.dropout(head.activation(head.norms[i - 1](z))))
-    return z.squeeze(-1)
-
-
-def mlp_after_first(mlp: MLP, z: torch.Tensor) -> torch.Tensor:
-    """An `MLP` from its first linear layer's output `z` on."""
-    for layer in list(mlp)[1:]:
-        z = layer(z)
-    return z
-
-
-def mlp_before_last(mlp: MLP, x: torch.Tensor) -> torch.Tensor:
-    """An `MLP` up to (not including) its last linear layer."""
-    for layer in list(mlp)[:-1]:
-        x = layer(x)
-    return x
-
-
 @register("gprec")
 class GPRec(CTRModel):
     """GPRec around a registered backbone (`options.backbone`).
@@ -382,14 +232,12 @@ class GPRec(CTRModel):
         nn.Module.__init__(self)
         self.fields = fields
         self.options = o = options
-        self.backbone: Backbone = build_model(o.backbone, fields)
+        strategy_cls = STRATEGIES[o.strategy]
+        # The backbone's head only where something calls it (not with `input`, unless its own
+        # BCE is trained too): unused parameters would be counted and would break DDP.
+        with_head = strategy_cls.uses_backbone_head or o.backbone_aux_loss
+        self.backbone: Backbone = build_model(o.backbone, fields, with_head=with_head)
         bb = self.backbone
-        supported = getattr(type(bb), "gprec_strategies", STRATEGIES)
-        if o.strategy not in supported:
-            raise ConfigError(
-                f"model.strategy '{o.strategy}' is not supported by backbone "
-                f"'{o.backbone['name']}' (supported: {', '.join(supported)})"
-            )
         d = bb.options.embedding_dim
         personal = fields_of_role(fields, Role.PERSONAL)
         users = personal + fields_of_role(fields, Role.USER)  # E_u = [E_p, E_o]
@@ -435,36 +283,7 @@ class GPRec(CTRModel):
         self.f2 = MLP(len(personal) * d, o.personal_units, self.group_dim) if o.individual else None
         self.use_orthogonal = o.individual and o.lambda_orthogonal > 0
         # Model construction.
-        self.head = self.dynamic = self.group_head = self.personal_head = None
-        user_dim = self.group_dim + self.personal_dim
-        if o.strategy == "input":
-            self.head = bb.make_head(bb.representation_dim + user_dim)
-        elif o.strategy == "dynamic":
-            if not hasattr(bb.head, "layer_shapes"):
-                raise ConfigError(
-                    f"strategy 'dynamic' needs a backbone whose head takes weight deltas; "
-                    f"'{o.backbone['name']}' has none"
-                )
-            r = o.dynamic_rank
-            self._delta_shapes: list[tuple[int, int]] = list(bb.head.layer_shapes)
-            sizes = [n for a, b in self._delta_shapes for n in (a * r, r * b)]
-            self._delta_sizes = sizes
-            self.dynamic = MLP(user_dim, o.dynamic_units, sum(sizes))
-            # Deltas are U V per layer. Zero the rows that emit V, so every delta
-            # starts at 0 (the model starts as the backbone) while U stays random:
-            # zeroing both factors would also zero both their gradients forever.
-            last: nn.Linear = self.dynamic[-1]
-            with torch.no_grad():
-                start = 0
-                for k, n in enumerate(sizes):
-                    if k % 2 == 1:
-                        last.weight[start : start + n].zero_()
-                        last.bias[start : start + n].zero_()
-                    start += n
-        else:
-            self.group_head = bb.make_head(self.group_dim)
-            if o.individual:
-                self.personal_head = bb.make_head(self.personal_dim)
+        self.strategy = strategy_cls(bb, self.group_dim, self.personal_dim, o)
 
     # -- the shared embedding -------------------------------------------------
     @property
@@ -508,72 +327,44 @@ class GPRec(CTRModel):
 
     def _personal_rep(self, emb: torch.Tensor) -> PersonalRep:
         e_p = emb.index_select(1, self.personal_idx).flatten(1)
-        return PersonalRep(mlp_before_last(self.f2, e_p), self.f2[-1])
+        return PersonalRep(self.f2.hidden(e_p), self.f2.output_layer)
 
-    # -- model construction ----------------------------------------------------
-    def _deltas(self, z: torch.Tensor) -> list[LowRankDelta | None]:
-        r, b = self.options.dynamic_rank, z.shape[0]
-        parts = torch.split(z, self._delta_sizes, dim=1)
-        return [
-            (parts[2 * k].view(b, a, r), parts[2 * k + 1].view(b, r, o))
-            for k, (a, o) in enumerate(self._delta_shapes)
-        ]
-
+    # -- the model -------------------------------------------------------------
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> ModelOutput:
         o, bb = self.options, self.backbone
         emb = self.embedding(x)
-        r_b = bb.represent(emb)
+        rep = bb.represent(x, emb)
         m = self._memberships(self._scores(x, emb), noisy=self.training)
         r_g = self._group_rep(m)
         r_p = self._personal_rep(emb) if self.f2 is not None else None
         user: list[Part] = [r_g] if r_p is None else [r_g, r_p]
-
-        backbone_logit = None
-        if o.strategy == "input":
-            lin = self.head.linears[0]
-            logit = head_after_first(self.head, first_layer(lin.weight, lin.bias, [r_b, *user]))
-        elif o.strategy == "dynamic":
-            lin = self.dynamic[0]
-            z = mlp_after_first(self.dynamic, first_layer(lin.weight, lin.bias, user))
-            logit = bb.head(r_b, self._deltas(z))
-        else:
-            backbone_logit = bb.head(r_b)
-            parts = [backbone_logit]
-            for head, rep in ((self.group_head, r_g), (self.personal_head, r_p)):
-                if head is not None:
-                    lin = head.linears[0]
-                    parts.append(head_after_first(head, first_layer(lin.weight, lin.bias, [rep])))
-            logit = logit_of_mean_probability(parts)
-
+        logit, backbone_logit = self.strategy(bb, rep, user)
+        # Auxiliary losses train the model; evaluation and inference never need them.
+        if not self.training:
+            return ModelOutput(logit)
         aux: dict[str, torch.Tensor] = {}
         if y is not None:
             if self.f1 is not None:
                 e_v = emb.index_select(1, self.item_idx).flatten(1)
-                lin = self.f1[0]
             if self.use_group_loss:
-                z = first_layer(lin.weight, lin.bias, [r_g, e_v])
-                y1 = mlp_after_first(self.f1, z).squeeze(-1)
+                y1 = self.f1.forward_parts([r_g, e_v]).squeeze(-1)
                 aux["group"] = o.lambda_group * F.binary_cross_entropy_with_logits(y1, y)
             if self.use_contrastive:
-                # theta_1 fixed: f_1 with detached parameters (the rest of f_1 through
-                # functional_call), so L_con's gradient reaches p, n, the classifier
-                # and the item embeddings, never f_1's parameters.
-                z = first_layer(
-                    lin.weight.detach(), lin.bias.detach(), [self._group_rep(m, True), e_v]
-                )
-                tail = nn.Sequential(*list(self.f1)[1:])
-                frozen = {k: v.detach() for k, v in tail.named_parameters()}
-                y2 = torch.func.functional_call(tail, frozen, (z,)).squeeze(-1)
+                # theta_1 fixed: f_1 with detached parameters, so L_con's gradient reaches p, n,
+                # the classifier and the item embeddings, never f_1's parameters.
+                frozen = {k: v.detach() for k, v in self.f1.named_parameters()}
+                parts = [self._group_rep(m, swapped=True), e_v]
+                y2 = torch.func.functional_call(self.f1, frozen, (parts,)).squeeze(-1)
                 aux["contrastive"] = -o.lambda_contrastive * F.binary_cross_entropy_with_logits(
                     y2, y
                 )
             if o.backbone_aux_loss:
                 if backbone_logit is None:
-                    backbone_logit = bb.head(r_b)
+                    backbone_logit = bb.predict(rep)
                 aux["backbone"] = F.binary_cross_entropy_with_logits(backbone_logit, y)
         if self.use_orthogonal:
             cos = r_g.cosine(r_p)
-            aux["orthogonal"] = o.lambda_orthogonal * _reduce_cos(cos, o.orthogonal)
+            aux["orthogonal"] = o.lambda_orthogonal * reduce_cosine(cos, o.orthogonal)
         return ModelOutput(logit, aux)
 
     # -- inspection ------------------------------------------------------------

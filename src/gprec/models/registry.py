@@ -78,6 +78,8 @@ def resolve_model_options(model: dict[str, Any], source: str = "config") -> dict
         raise ConfigError(f"{source}: {format_validation_error(e, 'model')}") from None
 
 
-def build_model(model: dict[str, Any], fields: list[EncodedField]):
+def build_model(model: dict[str, Any], fields: list[EncodedField], **kwargs: Any):
+    """The model a validated `model:` section names; `kwargs` go to its constructor (e.g. a
+    backbone's `with_head`)."""
     cls = model_class(str(model["name"]))
-    return cls(fields, cls.Options.model_validate(model))
+    return cls(fields, cls.Options.model_validate(model), **kwargs)
