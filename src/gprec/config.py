@@ -183,6 +183,11 @@ class TrainConfig(StrictModel):
     shuffle: bool = Field(
         True, description="reshuffle training rows each epoch; false keeps the data's order"
     )
+    drop_last: bool = Field(
+        False,
+        description="drop each epoch's last, partial training batch (a last batch of one row is "
+        "always dropped when the model has BatchNorm, which cannot train on one row)",
+    )
     threads: int | None = Field(None, gt=0, description="torch CPU threads; null: torch's default")
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N")
     progress: bool = Field(

@@ -42,9 +42,14 @@ def as_tensors(X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
 
 
 def iterate_batches(
-    X: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None
+    X: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    min_last: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (X, y) batches; with a generator, in a fresh random order.
+    """Yield (X, y) batches; with a generator, in a fresh random order. A last batch smaller
+    than `min_last` rows is dropped (`batch_size`: drop any partial one).
 
     One gather per epoch makes every batch a contiguous view, which is
     cheaper than gathering each batch separately.
@@ -53,7 +58,23 @@ def iterate_batches(
         perm = torch.randperm(len(y), generator=generator).to(X.device)
         X, y = X[perm], y[perm]
     for start in range(0, len(y), batch_size):
+        if len(y) - start < min_last:
+            break
         yield X[start : start + batch_size], y[start : start + batch_size]
+
+
+def make_adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam, fused where this torch supports it for these parameters.
+
+    fused: one pass over each parameter instead of ~6 elementwise kernels; on CPU it is
+    several times faster for the same arithmetic. Torch before 2.4 fuses only on GPUs and
+    refuses it at construction: the plain (foreach) Adam computes the same update.
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 @torch.no_grad()
@@ -89,6 +110,10 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = run_dir
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        # BatchNorm cannot normalise a batch of one row in training: such a last batch is dropped.
+        self._has_batch_norm = any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()
+        )
 
     def _progress(self, batches, total: int, epoch: int):
         show = self.cfg.progress and sys.stderr.isatty()
@@ -97,12 +122,14 @@ class Trainer:
     def _train_epoch(self, X, y, optimizer, generator, epoch) -> tuple[dict[str, float], float]:
         self.model.train()
         totals: dict[str, float] = {}
-        n_batches = math.ceil(len(y) / self.cfg.batch_size)
+        size = self.cfg.batch_size
+        # drop_last never drops the only batch (fewer rows than batch_size): that would not train.
+        min_last = min(size, len(y)) if self.cfg.drop_last else 2 if self._has_batch_norm else 1
+        n_batches = len(y) // size + (len(y) % size >= min_last)
         order = generator if self.cfg.shuffle else None
         start = time.perf_counter()
-        for xb, yb in self._progress(
-            iterate_batches(X, y, self.cfg.batch_size, order), n_batches, epoch
-        ):
+        batches = iterate_batches(X, y, size, order, min_last)
+        for xb, yb in self._progress(batches, n_batches, epoch):
             out = self.model(xb, yb)
             main = F.binary_cross_entropy_with_logits(out.logit, yb)
             loss = main + sum(out.aux_losses.values()) if out.aux_losses else main
@@ -129,11 +156,7 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         generator = seed_everything(cfg.seed)
-        # fused: one pass over each parameter instead of ~6 elementwise kernels;
-        # on CPU it is several times faster for the same arithmetic.
-        optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
-        )
+        optimizer = make_adam(self.model.parameters(), cfg.lr, cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma
         )
