@@ -26,7 +26,10 @@ from gprec.config import (
 )
 from gprec.data.synth import SynthConfig, SynthConfigError
 from gprec.errors import ConfigError
+from gprec.models.base import Backbone
 from gprec.models.registry import available_models, model_class
+
+BACKBONES = ", ".join(available_models(Backbone))  # the error messages list them all
 
 ROOT = Path(__file__).parents[1]
 GPREC_INPUT = ROOT / "configs" / "ml-100k" / "gprec-input.yaml"
@@ -211,7 +214,7 @@ def test_gprec_cannot_wrap_itself(tmp_path, capsys, override):
     key = override.partition("=")[0]
     assert line == (
         f"--set {override}: {key}: GPRec cannot wrap itself (it is not a backbone); "
-        "model.backbone.name must name a backbone: mlp"
+        f"model.backbone.name must name a backbone: {BACKBONES}"
     )
 
 
@@ -222,7 +225,7 @@ def test_gprec_wrapping_itself_in_a_file_and_other_backbone_mistakes(tmp_path, c
     line = train_error(capsys, tmp_path, ["-c", str(cfg), "--set", "model.backbone.name=mpl"])
     assert line == (
         "--set model.backbone.name=mpl: model.backbone.name: unknown model 'mpl' "
-        "(did you mean 'mlp'?); backbones: mlp"
+        f"(did you mean 'mlp'?); backbones: {BACKBONES}"
     )
     line = train_error(capsys, tmp_path, ["-c", str(cfg), "--set", "model.backbone=mlp"])
     assert line == (
@@ -474,7 +477,8 @@ def test_config_show_yaml_is_a_config_with_every_default(capsys, model):
 
 def test_config_show_unknown_model(capsys):
     assert error_line(capsys, ["config", "show", "--model", "mpl"]) == (
-        "--model mpl: unknown model 'mpl' (did you mean 'mlp'?); available: gprec, mlp"
+        f"--model mpl: unknown model 'mpl' (did you mean 'mlp'?); available: "
+        f"{', '.join(available_models())}"
     )
 
 

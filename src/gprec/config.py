@@ -442,10 +442,82 @@ def parse_config(
 BUILTIN_DEFAULT: dict[str, Any] = {"data": {"source": "synthetic"}, "train": {"batch_size": 512}}
 
 
-def load_config(path: str | Path | None, overrides: Sequence[str] | None = None) -> RunConfig:
-    raw = read_yaml(path) if path is not None else copy.deepcopy(BUILTIN_DEFAULT)
-    raw = apply_overrides(raw, overrides or [])
-    return parse_config(raw, str(path) if path is not None else "config", overrides or [])
+ConfigPaths = str | Path | Sequence[str | Path] | None
+
+
+def merge_sections(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`overlay` laid over `base`, key by key; a `model` section naming another model replaces
+    the base's whole model section (its options belong to the other model)."""
+    out = dict(base)
+    for key, value in overlay.items():
+        old = out.get(key)
+        if (
+            key == "model"
+            and isinstance(value, dict)
+            and isinstance(old, dict)
+            and "name" in value
+            and value["name"] != old.get("name", "mlp")
+        ):
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(old, dict):
+            out[key] = merge_sections(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's sections, laid over those of the files its `base:` names (a path relative
+    to the file, or a list of them, merged in order): configs are composed, not copied."""
+    path = Path(path)
+    raw = read_yaml(path)
+    bases = raw.pop("base", None)
+    if bases is None:
+        return raw
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: base must be a config file path or a list of them")
+    merged: dict[str, Any] = {}
+    chain = (*_chain, path.resolve())
+    for name in bases:
+        base_path = path.parent / Path(name).expanduser()
+        if base_path.resolve() in chain:
+            raise ConfigError(f"{path}: base {name} includes {path.name} again (a cycle)")
+        if not base_path.exists():
+            raise ConfigError(f"{path}: base {name}: config file not found ({base_path})")
+        merged = merge_sections(merged, read_config(base_path, chain))
+    return merge_sections(merged, raw)
+
+
+def _config_paths(paths: ConfigPaths) -> list[str]:
+    if paths is None:
+        return []
+    if isinstance(paths, str | Path):
+        return [str(paths)]
+    return [str(p) for p in paths]
+
+
+def read_configs(paths: ConfigPaths) -> dict[str, Any]:
+    """The raw config of one or more files, each laid over the ones before it (`-c a -c b`);
+    the built-in default when there are none."""
+    paths = _config_paths(paths)
+    if not paths:
+        return copy.deepcopy(BUILTIN_DEFAULT)
+    raw: dict[str, Any] = {}
+    for p in paths:
+        raw = merge_sections(raw, read_config(p))
+    return raw
+
+
+def config_source(paths: ConfigPaths) -> str:
+    """How errors name the config: its file(s), or `config` for the built-in default."""
+    return " + ".join(_config_paths(paths)) or "config"
+
+
+def load_config(paths: ConfigPaths, overrides: Sequence[str] | None = None) -> RunConfig:
+    raw = apply_overrides(read_configs(paths), overrides or [])
+    return parse_config(raw, config_source(paths), overrides or [])
 
 
 def dump_config(cfg: RunConfig) -> str:

@@ -11,7 +11,13 @@ from gprec.errors import ConfigError
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", help="YAML config (default: built-in synthetic data + MLP)")
+    p.add_argument(
+        "--config",
+        "-c",
+        action="append",
+        help="YAML config (default: built-in synthetic data + MLP); repeat to lay one over "
+        "another, e.g. -c configs/ml-1m/mlp.yaml -c configs/models/gdcn.yaml",
+    )
     p.add_argument(
         "--set",
         dest="overrides",

@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
 
 def handle(args) -> int:
     # Imported here: torch, scipy and the data stack take seconds, and `--help` needs none.
-    from gprec.config import BUILTIN_DEFAULT, apply_overrides, parse_config, read_yaml
+    from gprec.config import apply_overrides, config_source, parse_config, read_configs
     from gprec.experiments.compare import (
         parse_model_spec,
         parse_seeds,
@@ -45,10 +45,8 @@ def handle(args) -> int:
         split_top_level,
     )
 
-    base_raw = apply_overrides(
-        read_yaml(args.config) if args.config else BUILTIN_DEFAULT, args.overrides
-    )
-    base_seed = parse_config(base_raw, args.config or "config", args.overrides).train.seed
+    base_raw = apply_overrides(read_configs(args.config), args.overrides)
+    base_seed = parse_config(base_raw, config_source(args.config), args.overrides).train.seed
     specs = [parse_model_spec(s) for s in split_top_level(args.models)]
     seeds = parse_seeds(args.seeds, base_seed)
     if args.out:

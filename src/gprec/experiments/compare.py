@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gprec.config import SEED_MAX, apply_overrides, dump_config, parse_config, read_yaml
+from gprec.config import (
+    SEED_MAX,
+    apply_overrides,
+    dump_config,
+    merge_sections,
+    parse_config,
+    read_config,
+)
 from gprec.errors import ConfigError
 from gprec.evaluation.significance import summarize, to_csv_rows, to_markdown
 from gprec.io import write_text_atomic
@@ -60,7 +67,7 @@ def parse_model_spec(text: str) -> ModelSpec:
         )
     head, inner = match.group(1).strip(), match.group(2)
     if head.endswith((".yaml", ".yml")):
-        overlay = read_yaml(head)
+        overlay = read_config(head)
         unknown = set(overlay) - set(SECTIONS)
         if unknown:
             raise ConfigError(
@@ -76,18 +83,6 @@ def parse_model_spec(text: str) -> ModelSpec:
     if inner:
         label = f"{label}[{inner}]"
     return ModelSpec(label, overlay, overrides)
-
-
-def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in overlay.items():
-        if key == "model" and value.get("name") != base.get("model", {}).get("name"):
-            out[key] = dict(value)  # another model: its own options, not the base model's
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def safe_dirname(label: str) -> str:
@@ -149,7 +144,7 @@ def run_comparison(
     # Validate every config before the first run, so a typo fails in seconds, not hours.
     configs = {}
     for spec in specs:
-        raw = apply_overrides(_merge(base_raw, spec.overlay), [*(overrides or []), *spec.overrides])
+        raw = apply_overrides(merge_sections(base_raw, spec.overlay), [*(overrides or []), *spec.overrides])
         for seed in seeds:
             configs[spec.label, seed] = parse_config(
                 apply_overrides(raw, [f"train.seed={seed}"]), f"model {spec.label}", overrides or []
