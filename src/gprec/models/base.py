@@ -6,8 +6,9 @@
 - A `Backbone` is a model with three parts: the shared field embedding, a
   `represent(x, E) -> Representation(r, logit)` step (`r` is `r_b`, what the
   head reads; `logit` an optional additive term of the backbone's own, e.g.
-  DeepFM's first-order + FM terms), and a prediction head `f_y` over `r_b`.
-  The head declares what it accepts (`accepts_extra_inputs`,
+  DeepFM's first-order + FM terms), and a prediction head `f_y` over `r_b`
+  (`make_own_head()`: by default an MLP from `make_head`, FinalMLP's is its
+  bilinear fusion). The head declares what it accepts (`accepts_extra_inputs`,
   `accepts_weight_deltas`), the backbone which GPRec strategies apply
   (`gprec_strategies`). Wrappers (GPRec) use exactly these parts and
   `predict(rep, deltas)`, never a backbone's other attributes.
@@ -115,7 +116,7 @@ class Backbone(CTRModel):
 
     def __init__(self, fields: list[EncodedField], options: BackboneOptions, with_head: bool = True):
         super().__init__(fields, options)
-        self.head = self.make_head(self.representation_dim) if with_head else None
+        self.head = self.make_own_head() if with_head else None
 
     @property
     def representation_dim(self) -> int:  # pragma: no cover - abstract
@@ -130,6 +131,18 @@ class Backbone(CTRModel):
         """A prediction head over `in_dim` inputs, built from this backbone's options."""
         o = self.options
         return MLP(in_dim, o.head_units, 1, o.dropout, o.activation, o.batch_norm)
+
+    def make_own_head(self) -> nn.Module:
+        """This backbone's own head `f_y` over `r_b`: `make_head(representation_dim)`, an MLP.
+
+        A backbone whose `f_y` is not an MLP (FinalMLP: a bilinear fusion of its two streams)
+        overrides this and keeps `make_head` for the MLP heads GPRec builds (`input`'s head,
+        `ensemble`'s heads over r_G and r_P). Whatever it returns is called as
+        `head(r, deltas) -> (B, 1)` and declares `accepts_extra_inputs` and
+        `accepts_weight_deltas`. It runs inside `Backbone.__init__`, before a subclass's own
+        `__init__` body, so it may read only `self.fields` and `self.options`.
+        """
+        return self.make_head(self.representation_dim)
 
     def predict(
         self, rep: Representation, deltas: list[LowRankDelta | None] | None = None
