@@ -225,6 +225,7 @@ class GPRec(CTRModel):
     """
 
     Options = GPRecOptions
+    description = "GPRec: group + individual user modeling around a backbone (model.backbone)"
 
     def __init__(self, fields: list[EncodedField], options: GPRecOptions):
         # Not CTRModel.__init__: that would create a second, unused embedding
