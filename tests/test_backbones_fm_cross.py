@@ -89,7 +89,7 @@ def dcn_cross(x0, weights, biases):
 
 
 def test_dcn_r_b_is_cross_output_and_deep_tower_and_the_head_is_w_dot_r_b():
-    model = build("dcn")
+    model = build("dcn", head_units=[])  # the DCN paper's linear combination layer
     with torch.no_grad():  # non-zero cross biases, so they are checked too
         for b in model.cross.biases:
             b.normal_()
@@ -138,7 +138,7 @@ def test_dcn_options_head_mlp_and_deep_tower():
 
 
 def test_dcnv2_parallel_full_rank_is_x0_times_Wx_plus_b_plus_x_and_a_deep_tower():
-    model = build("dcnv2")
+    model = build("dcnv2", head_units=[])  # the paper's linear output layer
     x = batch()
     emb, _ = flat_embeddings(model, x)
     x0 = emb.reshape(len(x), -1)
@@ -256,7 +256,11 @@ def test_defaults_at_the_config_level():
     assert all(m["embedding_dim"] == 16 for m in models.values())
     assert models["deepfm"]["head_units"] == [64, 32, 16]
     dcn, dcnv2 = models["dcn"], models["dcnv2"]
-    assert (dcn["cross_layers"], dcn["deep_units"], dcn["head_units"]) == (3, [64, 32, 16], [])
+    assert (dcn["cross_layers"], dcn["deep_units"], dcn["head_units"]) == (
+        3,
+        [64, 32, 16],
+        [64, 32, 16],
+    )
     assert (dcnv2["cross_layers"], dcnv2["structure"], dcnv2["low_rank"], dcnv2["n_experts"]) == (
         5,
         "parallel",
@@ -264,7 +268,7 @@ def test_defaults_at_the_config_level():
         None,
     )
     assert (
-        dcnv2["deep_units"] == dcnv2["stacked_units"] == [64, 32, 16] and dcnv2["head_units"] == []
+        dcnv2["deep_units"] == dcnv2["stacked_units"] == dcnv2["head_units"] == [64, 32, 16]
     )
 
 

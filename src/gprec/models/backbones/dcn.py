@@ -9,13 +9,14 @@ network and a deep tower in parallel over the flat embeddings, joined by one com
 Where GPRec joins (MODELS.md): `r_b = [x_L; h_L]` `(B, D + deep_units[-1])`, and the prediction
 head is what reads it. The paper's combination layer `w . [x_L; h_L] + b` *is* our head: with
 the default `head_units: []` the head is `MLP(D + deep_units[-1], [], 1)`, one linear layer,
-exactly `w` and `b` (as in FuxiCTR's `fc` and pytorch-fm's `linear`). Setting `head_units`
-(e.g. [64, 32, 16], the GPRec paper's prediction MLP) puts an MLP there instead (our
-generalisation, not the DCN paper's). GPRec's strategies then work on that head: `input`
+exactly `w` and `b` (as in FuxiCTR's `fc` and pytorch-fm's `linear`). The default
+`head_units: [64, 32, 16]` is the GPRec paper's prediction MLP, the same head every backbone of
+the zoo gets (our choice: it keeps GPRec's strategies meaningful, and equal across backbones);
+`head_units: []` gives the DCN paper's model exactly. GPRec's strategies then work on that head: `input`
 widens its input to `[x_L; h_L; r_G; r_P]`, `dynamic` adds per-user low-rank deltas to its
 weights (to `w` itself with the default), `ensemble` averages it with heads over r_G / r_P
-built from the same `head_units`. All three apply, the head being a plain `MLP`. Note that
-with the default the heads GPRec builds from `head_units` are linear too.
+built from the same `head_units`. All three apply, the head being a plain `MLP`. With
+`head_units: []` the heads GPRec builds are linear too.
 
 Defaults and sources:
 - embedding 16 (GPRec paper); 3 cross layers, parallel (FuxiCTR's DCN as run in issue 17;
@@ -23,7 +24,7 @@ Defaults and sources:
 - deep tower `deep_units: [64, 32, 16]` (FuxiCTR's DCN as run in issue 17, its towers equal
   to the GPRec paper's prediction MLP widths; the GPRec authors ran pytorch-fm's DCN with
   (16, 16) and dropout 0.2);
-- `head_units: []`: the head is the paper's linear combination layer (see above);
+- `head_units: [64, 32, 16]` (GPRec paper); `[]` is the DCN paper's linear combination layer;
 - `dropout`, `activation`, `batch_norm` apply to every hidden layer of the deep tower (and of
   the head, if it has any): FuxiCTR's `net_dropout`, `hidden_activations`, `batch_norm`.
 
@@ -54,7 +55,7 @@ class TowerOptions(BackboneOptions):
     the paper's linear output layer over `r_b` (DCN, DCNv2)."""
 
     head_units: list[Width] = Field(
-        [],
+        [64, 32, 16],
         description="hidden widths of the head over r_b (a 1-wide output follows); "
         "[]: the paper's linear output layer w . r_b + b",
     )

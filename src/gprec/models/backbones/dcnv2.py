@@ -18,17 +18,17 @@ with `deep_units: []` is the cross network alone, `r_b = x_L` (FuxiCTR's `crossn
 
 Where GPRec joins: `r_b` is what the model's final layer reads (for DCN, MODELS.md's
 `r_b = [x_L; h_L]`), and that final layer is the prediction head. The paper's final layer is
-linear, `logit = w . r_b + b`: with the default `head_units: []` the head is exactly that one
-linear layer (FuxiCTR's `fc`); setting `head_units` (e.g. [64, 32, 16], the GPRec paper's
-prediction MLP) puts an MLP there (our generalisation). All three GPRec strategies apply, the
-head being a plain `MLP`; with the default the heads GPRec builds from `head_units` are linear.
+linear, `logit = w . r_b + b`: `head_units: []` makes the head exactly that one linear layer
+(FuxiCTR's `fc`); the default `[64, 32, 16]` is the GPRec paper's prediction MLP, the head every
+backbone of the zoo gets (our choice, as for DCN). All three GPRec strategies apply, the head
+being a plain `MLP`.
 
 Defaults and sources:
 - embedding 16 (GPRec paper); 5 full-rank cross layers, parallel (FuxiCTR's DCNv2 as run in
   issue 17);
 - towers `deep_units` and `stacked_units` [64, 32, 16] (FuxiCTR's towers as run in issue 17,
   equal to the GPRec paper's prediction MLP widths);
-- `head_units: []`: the paper's linear output layer (see above);
+- `head_units: [64, 32, 16]` (GPRec paper); `[]` is the DCNv2 paper's linear output layer;
 - `low_rank`, `n_experts` off (full rank, the paper's and FuxiCTR's default; FuxiCTR's mixture
   defaults are `low_rank: 32, n_experts: 4`);
 - `dropout`, `activation`, `batch_norm` apply to every hidden layer of the towers (and of the
