@@ -82,3 +82,20 @@ def test_shipped_gprec_configs_are_overlays_that_resolve_to_the_paper_settings()
         mlp = load_config(d / "mlp.yaml")
         gprec = load_config(d / "gprec-input.yaml")
         assert dump_config(mlp).split("model:")[0] == dump_config(gprec).split("model:")[0]
+
+
+def test_every_backbone_has_a_model_config_that_composes_with_each_dataset():
+    from gprec.models.base import Backbone
+    from gprec.models.registry import available_models, model_class
+
+    for name in available_models(Backbone):
+        overlay = ROOT / "configs" / "models" / f"{name}.yaml"
+        assert overlay.is_file(), f"configs/models/{name}.yaml is missing"
+        for ds in ("ml-100k", "ml-1m"):
+            d = ROOT / "configs" / ds
+            assert load_config([d / "mlp.yaml", overlay]).model["name"] == name
+            # switching by name on a dataset's config works with the model's defaults
+            assert load_config(d / "mlp.yaml", [f"model.name={name}"]).model["name"] == name
+            for strategy in model_class(name).gprec_strategies:
+                cfg = load_config(d / f"gprec-{strategy}.yaml", [f"model.backbone.name={name}"])
+                assert cfg.model["backbone"]["name"] == name
