@@ -322,3 +322,118 @@ def test_warns_when_validation_still_improves_at_max_epochs(tmp_path, monkeypatc
         capsys.readouterr().err
     )
     assert "raise train.max_epochs" in json.loads((out / "metrics.json").read_text())["warnings"][0]
+
+
+# -- review findings: damaged run directories, locks, compare's directory, odd input ----------
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("config.yaml", os.urandom(100)),
+        ("config.yaml", b"- a list\n- not a config\n"),
+        ("config.yaml", b"{unclosed: [\n"),
+        ("status.json", b"[1]"),
+        ("metrics.json", b"{not json"),
+        ("metrics.json", b"{}"),
+    ],
+)
+def test_a_damaged_run_directory_is_one_line_and_overwrite_gets_past_it(
+    tmp_path, capsys, finished_run, name, content
+):
+    (finished_run / name).write_bytes(content)
+    args = ["train", *tiny(tmp_path), "--out", str(finished_run)]
+    code = main(args)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    if code == 2:  # refused, naming why
+        assert "--overwrite" in one_error_line_of(captured.err)
+    else:  # a damaged metrics.json / status.json of the same config: an unfinished run, retrained
+        assert code == 0 and name != "config.yaml"
+    assert main([*args, "--overwrite"]) == 0
+    assert read_status(finished_run)["state"] == "finished"
+
+
+def one_error_line_of(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("gprec: error:")
+    return lines[-1]
+
+
+def test_a_directory_left_with_only_a_status_is_trained_over(tmp_path, capsys):
+    """What a full disk leaves: status.json and nothing else. It is gprec's own, not foreign."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "status.json").write_text('{"state": "failed"}')
+    assert main(["train", *tiny(tmp_path), "--out", str(out)]) == 0
+    assert read_status(out)["state"] == "finished"
+
+
+def test_a_run_in_progress_on_another_host_yields_only_to_overwrite(tmp_path, capsys, finished_run):
+    (finished_run / "metrics.json").unlink()
+    (finished_run / "status.json").write_text('{"state": "running", "pid": 12345, "host": "old"}')
+    args = ["train", *tiny(tmp_path), "--out", str(finished_run)]
+    assert main(args) == 2
+    line = one_error_line(capsys)
+    assert "run in progress (pid 12345 on old)" in line and "pass --overwrite" in line
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_a_run_beside_a_users_file(tmp_path, capsys, finished_run):
+    (finished_run / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["train", *tiny(tmp_path), "--out", str(finished_run)]) == 0  # reported: read only
+    assert "reporting it, not retraining" in capsys.readouterr().err
+    for extra in (["--overwrite"], ["--set", "train.lr=0.01", "--overwrite"]):
+        assert main(["train", *tiny(tmp_path), "--out", str(finished_run), *extra]) == 2
+        assert "files gprec did not write (notes.txt)" in one_error_line(capsys)
+    assert (finished_run / "notes.txt").read_text() == "mine"
+
+
+def test_train_says_it_trains_only_once_the_directory_is_claimed(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "a.txt").write_text("x")
+    assert main(["train", *tiny(tmp_path), "--out", str(out)]) == 2
+    assert "training mlp" not in capsys.readouterr().err
+
+
+def test_compare_refuses_a_directory_of_other_files_or_a_run(tmp_path, capsys, finished_run):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "comparison.md").write_text("my notes")
+    (mine / "data.csv").write_text("1,2")
+    for out, message in (
+        (mine, "holds files that are not a gprec comparison's (data.csv)"),
+        (finished_run, "is a run directory of gprec train"),
+    ):
+        before = snapshot(out)
+        assert main(["compare", *tiny(tmp_path), "-m", "mlp", "-s", "1", "-o", str(out)]) == 2
+        assert message in one_error_line(capsys)
+        assert snapshot(out) == before
+
+
+def test_a_huge_seed_count_is_refused_at_once(tmp_path, capsys):
+    assert main(["compare", *tiny(tmp_path), "-m", "mlp", "--seeds", "99999999999999999999"]) == 2
+    assert "--seeds 99999999999999999999: at most 1000 seeds" in one_error_line(capsys)
+
+
+def test_divergence_and_exhausted_memory_are_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert main(["train", *tiny(tmp_path), "--set", "train.lr=1e10", "--out", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert "training diverged" in line and "lower train.lr (now 1e+10)" in line
+    assert read_status(out)["state"] == "failed"
+    from gprec.training import run
+
+    def no_memory(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(run, "build_model", no_memory)
+    assert main(["train", *tiny(tmp_path), "--out", str(tmp_path / "r2")]) == 2
+    assert "gprec: error: out of memory" in one_error_line(capsys)
+
+
+def test_an_empty_out_is_refused(tmp_path, capsys):
+    assert main(["train", *tiny(tmp_path), "--out", ""]) == 2
+    assert "--out is empty" in one_error_line(capsys)

@@ -37,6 +37,8 @@ def output_dir(path: str | Path, what: str = "--out") -> Path:
 
     Checked before any work, since otherwise the mkdir fails only after training.
     """
+    if not str(path).strip():
+        raise ConfigError(f"{what} is empty: give a directory")
     path = Path(path)
     for p in (path, *path.parents):
         # The nearest existing ancestor decides whether mkdir(parents=True) can work;

@@ -49,7 +49,7 @@ def handle(args) -> int:
     base_seed = parse_config(base_raw, config_source(args.config), args.overrides).train.seed
     specs = [parse_model_spec(s) for s in split_top_level(args.models)]
     seeds = parse_seeds(args.seeds, base_seed)
-    if args.out:
+    if args.out is not None:
         out = output_dir(args.out)
     else:
         default = Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         # stdout is pointed at devnull so the interpreter's final flush cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
+    except MemoryError:
+        print("gprec: error: out of memory: lower the sizes in the config", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # torch reports a failed allocation as a RuntimeError
+        if "can't allocate memory" not in str(e) and "out of memory" not in str(e):
+            raise
+        print(f"gprec: error: out of memory ({str(e).splitlines()[0][:120]})", file=sys.stderr)
+        return 2
     except OSError as e:
         if e.errno not in _USER_OS_ERRORS:
             raise

@@ -27,12 +27,11 @@ def handle(args) -> int:
     from gprec.training.run import run_training
 
     cfg = load_config(args.config, args.overrides)
-    if args.out:
+    if args.out is not None:
         out = output_dir(args.out)
     else:
         default = Path("runs") / f"{cfg.model['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = output_dir(default, "run directory")
-    echo(f"training {cfg.model['name']} on {cfg.data.source} -> {out}")
     metrics = run_training(cfg, out, echo, overwrite=args.overwrite)
     t = metrics["test"]
     print(

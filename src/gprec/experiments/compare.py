@@ -89,6 +89,9 @@ def safe_dirname(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", label).strip("_") or "model"
 
 
+MAX_SEEDS = 1000
+
+
 def parse_seeds(text: str, base_seed: int) -> list[int]:
     """`5` -> five seeds from the base seed; `1,2,7` -> exactly those."""
     try:
@@ -98,6 +101,8 @@ def parse_seeds(text: str, base_seed: int) -> list[int]:
             count = int(text)
             if count < 1:
                 raise ConfigError("--seeds must be at least 1")
+            if count > MAX_SEEDS:  # a typo for a seed list, not a plan: refuse before range()
+                raise ConfigError(f"--seeds {count}: at most {MAX_SEEDS} seeds (or give a list)")
             seeds = [base_seed + i for i in range(count)]
     except ValueError:
         raise ConfigError(f"--seeds {text!r}: give a count (5) or a list (1,2,3)") from None
@@ -155,6 +160,7 @@ def run_comparison(
     for key, cfg in configs.items():
         resolve_device(cfg.train.device)
         claim_run_dir(run_dirs[key], dump_config(cfg), remedy="use another --out")
+    check_experiment_dir(out_dir)
     log(f"comparing {', '.join(labels)} over seeds {seeds} -> {out_dir}")
     results: dict[str, dict[int, dict]] = {s.label: {} for s in specs}
     to_train = [k for k in configs if run_state(run_dirs[k]) != "finished"]
@@ -194,6 +200,25 @@ def run_comparison(
     summary["wall_seconds"] = time.perf_counter() - started
     write_report(summary, out_dir, title)
     return summary
+
+
+REPORT_FILES = ("comparison.json", "comparison.md", "comparison.csv")
+
+
+def check_experiment_dir(out_dir: Path) -> None:
+    """An experiment directory holds run directories (one folder per model) and the report:
+    a directory with other files, or a single run's directory, is refused, never written into."""
+    if not out_dir.is_dir():
+        return
+    if (out_dir / "config.yaml").is_file():
+        raise ConfigError(f"{out_dir} is a run directory of gprec train; use another --out")
+    other = sorted(p.name for p in out_dir.iterdir() if p.is_file() and p.name not in REPORT_FILES)
+    if other:
+        shown = ", ".join(other[:3]) + (" ..." if len(other) > 3 else "")
+        raise ConfigError(
+            f"{out_dir} holds files that are not a gprec comparison's ({shown}); "
+            "use another --out (gprec never deletes files it did not write)"
+        )
 
 
 def _eta(trained_seconds: list[float], to_train: list) -> str:

@@ -19,7 +19,7 @@ from gprec.data.dataset import load_dataset
 from gprec.errors import ConfigError
 from gprec.io import write_text_atomic
 from gprec.models.registry import build_model
-from gprec.training.run_dir import claim_run_dir, prepare_run_dir, write_status
+from gprec.training.run_dir import claim_run_dir, prepare_run_dir, read_metrics, write_status
 from gprec.training.trainer import Logger, Trainer, as_tensors, seed_everything
 
 
@@ -59,9 +59,11 @@ def run_training(
                 f"{out_dir} holds a finished run of this config: reporting it, not retraining "
                 "(--overwrite trains again)"
             )
-            return json.loads((out_dir / "metrics.json").read_text()) | {"reused": True}
+            return read_metrics(out_dir) | {"reused": True}
         if state.kind in ("interrupted", "failed") and log:
             log(f"{out_dir} holds an unfinished ({state.kind}) run of this config: training it again")
+        if log:
+            log(f"training {cfg.model['name']} on {cfg.data.source} -> {out_dir}")
     device = resolve_device(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)

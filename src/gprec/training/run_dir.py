@@ -55,10 +55,31 @@ class RunDirState:
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
+    """`status.json` as a mapping; None when it is missing or damaged (never an exception)."""
     try:
-        return json.loads((run_dir / STATUS).read_text())
+        status = json.loads((run_dir / STATUS).read_text())
     except (OSError, ValueError):
         return None
+    return status if isinstance(status, dict) else None
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """A finished run's `metrics.json`; None when it is missing or damaged."""
+    try:
+        metrics = json.loads((run_dir / METRICS).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(metrics, dict) and all(k in metrics for k in ("test", "valid", "epochs_run"))
+    return metrics if ok else None
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any] | None:
+    """A run's resolved `config.yaml` as a mapping; None when it is missing or damaged."""
+    try:
+        config = yaml.safe_load((run_dir / CONFIG).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def write_status(run_dir: Path, state: str, **extra: Any) -> None:
@@ -86,20 +107,20 @@ def run_state(run_dir: Path) -> str:
     """new | finished | interrupted | failed | running, from the files alone."""
     if not run_dir.is_dir() or not any(run_dir.iterdir()):
         return "new"
-    if (run_dir / METRICS).is_file():
+    if read_metrics(run_dir) is not None:
         return "finished"
     status = read_status(run_dir)
     if status is None:
         return "interrupted"  # left by an older gprec, or killed before its first status
     if status.get("state") == "running":
-        same_host = status.get("host") == socket.gethostname()
+        if status.get("host") != socket.gethostname():
+            return "running"  # a writer elsewhere cannot be checked: see claim_run_dir
         pid = status.get("pid")
-        if same_host and isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid):
-            return "interrupted"
-        if pid == os.getpid() and same_host:
-            return "interrupted"  # this very process gave up on it earlier (e.g. a test)
+        if not isinstance(pid, int) or pid == os.getpid() or not pid_alive(pid):
+            return "interrupted"  # its writer is gone (or is this process, e.g. a test)
         return "running"
-    return str(status.get("state", "interrupted"))
+    state = status.get("state")
+    return state if state in ("finished", "failed", "interrupted") else "interrupted"
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -122,19 +143,26 @@ def inspect_run_dir(run_dir: Path, config_text: str) -> RunDirState:
     kind = run_state(run_dir)
     if kind == "new":
         return RunDirState(run_dir, "new")
-    ours = {p.name for p in run_dir.iterdir() if p.name in RUN_FILES or _is_our_temp(p.name)}
-    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in ours)
-    if foreign or CONFIG not in ours:
-        return RunDirState(run_dir, "foreign", foreign=foreign or sorted(ours))
-    try:
-        old = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        old = {}
-    new = yaml.safe_load(config_text)
+    names = [p.name for p in run_dir.iterdir()]
+    ours = [n for n in names if n in RUN_FILES or _is_our_temp(n)]
+    foreign = sorted(n for n in names if n not in ours)
+    if not ours:
+        return RunDirState(run_dir, "foreign", foreign=foreign)
     status = read_status(run_dir) or {}
-    return RunDirState(
-        run_dir, kind, differences=config_differences(old, new), pid=status.get("pid")
+    pid = status.get("pid")
+    if kind == "finished" and read_metrics(run_dir) is None:
+        kind = "interrupted"
+    if CONFIG not in ours:
+        # Killed (or out of disk) before its config was written: nothing of value, no config to
+        # compare, so it is trained over like an interrupted run of this config.
+        return RunDirState(run_dir, kind if kind == "running" else "interrupted", [], foreign, pid)
+    old = read_run_config(run_dir)
+    differences = (
+        ["config.yaml: unreadable (damaged)"]
+        if old is None
+        else config_differences(old, yaml.safe_load(config_text))
     )
+    return RunDirState(run_dir, kind, differences, foreign, pid)
 
 
 def _is_our_temp(name: str) -> bool:
@@ -157,22 +185,34 @@ def claim_run_dir(
         "failed": "a failed run",
         "running": "a run in progress",
     }
+    shown = ", ".join(state.foreign[:3]) + (" ..." if len(state.foreign) > 3 else "")
     if state.kind == "foreign":
-        shown = ", ".join(state.foreign[:3]) + (" ..." if len(state.foreign) > 3 else "")
         raise ConfigError(
             f"{run_dir} is not empty and is not a gprec run directory (it holds {shown}); "
             "choose another --out (gprec never deletes files it did not write)"
         )
     if state.kind == "running":
-        raise ConfigError(
-            f"{run_dir} holds a run in progress (pid {state.pid}); wait for it or use another --out"
-        )
+        status = read_status(run_dir) or {}
+        elsewhere = status.get("host") != socket.gethostname()
+        if not (overwrite and elsewhere):
+            where = f"pid {state.pid} on {status.get('host')}" if elsewhere else f"pid {state.pid}"
+            hint = "; if it is gone, pass --overwrite" if elsewhere else ""
+            raise ConfigError(
+                f"{run_dir} holds a run in progress ({where}); wait for it or use another "
+                f"--out{hint}"
+            )
     if state.differences and not overwrite:
-        shown = "; ".join(state.differences[:3]) + (
+        shown_diff = "; ".join(state.differences[:3]) + (
             f"; and {len(state.differences) - 3} more" if len(state.differences) > 3 else ""
         )
         raise ConfigError(
-            f"{run_dir} holds {what[state.kind]} with a different config ({shown}); {remedy}"
+            f"{run_dir} holds {what[state.kind]} with a different config ({shown_diff}); {remedy}"
+        )
+    if state.foreign and not (state.kind == "finished" and not overwrite):
+        # Reporting a finished run reads it only; anything else would write beside the files.
+        raise ConfigError(
+            f"{run_dir} holds {what[state.kind]} and files gprec did not write ({shown}); "
+            "choose another --out (gprec never deletes files it did not write)"
         )
     return state
 

@@ -22,10 +22,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from gprec.config import TrainConfig
+from gprec.errors import GprecError
 from gprec.evaluation.metrics import ctr_metrics
 from gprec.io import save_atomic
 
 Logger = Callable[[str], None]
+
+
+class TrainingDiverged(GprecError):
+    """The loss blew up: a setting (usually the learning rate) the user can change."""
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -146,7 +151,13 @@ class Trainer:
         return {k: v.item() / n_batches for k, v in totals.items()}, seconds
 
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        return ctr_metrics(y.cpu().numpy(), predict(self.model, X, self.cfg.eval_batch_size))
+        prob = predict(self.model, X, self.cfg.eval_batch_size)
+        if not np.isfinite(prob).all():
+            raise TrainingDiverged(
+                "training diverged: the model predicts NaN or infinity; lower train.lr "
+                f"(now {self.cfg.lr:g}) or check the data"
+            )
+        return ctr_metrics(y.cpu().numpy(), prob)
 
     def fit(
         self, X_train, y_train, X_valid, y_valid, checkpoint_extra: dict | None = None
