@@ -66,3 +66,15 @@ def test_the_cli_imports_nothing_heavy_until_a_command_runs():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_docs_cite_the_projects_own_model_description_and_quote_brackets():
+    """No reference to a spec the repository does not ship; `[...]` model lists are quoted
+    (zsh expands an unquoted `mlp[dropout=0.2]` as a glob pattern)."""
+    texts = {p: p.read_text() for p in [ROOT / "README.md", *ROOT.glob("configs/**/*.yaml")]}
+    texts |= {p: p.read_text() for p in (ROOT / "src").rglob("*.py")}
+    assert [str(p) for p, t in texts.items() if re.search(r"\bSPEC\b", t)] == []
+    assert (ROOT / "docs" / "gprec.md").is_file()
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if "--models " in line and "[" in line.split("--models ", 1)[1]:
+            assert re.search(r"--models '[^']*\[", line), line

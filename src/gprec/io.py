@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written file, a crash leaves none behind."""
+"""Atomic file writes (a reader never sees a half-written file, a crash leaves none behind), and
+whether the process that was writing something is still alive."""
 
 from __future__ import annotations
 
@@ -37,3 +38,16 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode())
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (a temp dir's or a run's writer)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, as another user's process
+        return True
+    return True

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from gprec.errors import ConfigError
+from gprec.io import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ def _judge(match: re.Match, idle_s: float) -> tuple[bool, str]:
     """Stale when its writer is certainly gone; else only after STALE_AFTER_S of no writes."""
     pid, host = match["pid"], match["host"]
     if pid is not None and host == _HOST:
-        if not _pid_alive(int(pid)):
+        if not pid_alive(int(pid)):
             return True, f"its writer (pid {pid}) has exited"
         if idle_s < STALE_AFTER_S:
             return False, f"being written by pid {pid}"
@@ -310,18 +311,6 @@ def _judge(match: re.Match, idle_s: float) -> tuple[bool, str]:
         writer = f"pid {pid} on host {host}" if pid is not None else "an older gprec"
         return False, f"may be in use by {writer}"
     return True, f"untouched for {format_age(idle_s)}"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists, as another user's process
-        return True
-    return True
 
 
 def _last_write(path: Path) -> float:

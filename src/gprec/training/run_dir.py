@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from gprec.errors import ConfigError
-from gprec.io import write_text_atomic
+from gprec.io import pid_alive, write_text_atomic
 
 STATUS = "status.json"
 CONFIG = "config.yaml"
@@ -91,16 +91,6 @@ def write_status(run_dir: Path, state: str, **extra: Any) -> None:
         **extra,
     }
     write_text_atomic(run_dir / STATUS, json.dumps(record, indent=1) + "\n")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def run_state(run_dir: Path) -> str:
