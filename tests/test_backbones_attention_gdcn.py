@@ -58,7 +58,7 @@ def embeddings(model, x):
     cards = torch.tensor([f.cardinality for f in model.fields])
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), cards.cumsum(0)[:-1]])
     emb = model.embedding.table.weight[x + offsets]
-    wide = getattr(model, "wide", None)
+    wide = model.deep_wide.wide if hasattr(model, "deep_wide") else None
     first = None if wide is None else wide.bias + wide.weights.table.weight[x + offsets].sum((1, 2))
     return emb, first
 
@@ -170,7 +170,7 @@ def test_autoint_plus_is_linear_over_attention_plus_dnn_plus_first_order():
     for layer in model.attention:
         a = autoint_layer(layer, a)
     r = a.reshape(len(x), -1)
-    own = mlp(emb.reshape(len(x), -1), model.deep).squeeze(1) + first
+    own = mlp(emb.reshape(len(x), -1), model.deep_wide.deep).squeeze(1) + first
     lin = model.head.output_layer
     check(model, x, r, own, (r @ lin.weight.t() + lin.bias).squeeze(1) + own)
     assert len(model.attention) == 2 and model.representation_dim == F * 8
@@ -184,13 +184,13 @@ def test_autoint_defaults_and_the_head_mlp_over_the_attention_output():
         (128, 128, 4),
     ]
     assert all(m.residual and m.scale and m.norm is not None for m in layers)
-    assert model.deep.layer_shapes == [(F * D, 64), (64, 32), (32, 16), (16, 1)]
-    assert model.head.layer_shapes[0] == (F * 128, 64) and model.wide is not None
+    assert model.deep_wide.deep.layer_shapes == [(F * D, 64), (64, 32), (32, 16), (16, 1)]
+    assert model.head.layer_shapes[0] == (F * 128, 64) and model.deep_wide.wide is not None
     x = batch()
     emb, first = embeddings(model, x)
     a = autoint_layer(layers[1], autoint_layer(layers[0], emb))
     r = a.reshape(len(x), -1)
-    own = mlp(emb.reshape(len(x), -1), model.deep).squeeze(1) + first
+    own = mlp(emb.reshape(len(x), -1), model.deep_wide.deep).squeeze(1) + first
     check(model, x, r, own, mlp(r, model.head).squeeze(1) + own)
 
 
@@ -199,7 +199,7 @@ def test_autoint_plain_without_deep_wide_residual_scale_or_layer_norm():
         "autoint", deep=False, wide=False, residual=False, scale=False, layer_norm=False,
         attention_layers=3, attention_dim=6, num_heads=3,
     )  # fmt: skip
-    assert model.deep is None and model.wide is None and len(model.attention) == 3
+    assert model.deep_wide.deep is None and model.deep_wide.wide is None and len(model.attention) == 3
     x = batch()
     emb, _ = embeddings(model, x)
     a = emb
@@ -250,8 +250,8 @@ def destine_reference(model, x, residual_input_last=False):
         last = i == len(model.attention) - 1
         a = destine_layer(layer, a, emb if last and residual_input_last else None)
     own = None
-    if model.deep is not None:
-        own = mlp(emb.reshape(len(x), -1), model.deep).squeeze(1)
+    if model.deep_wide.deep is not None:
+        own = mlp(emb.reshape(len(x), -1), model.deep_wide.deep).squeeze(1)
     if first is not None:
         own = first if own is None else own + first
     return a.reshape(len(x), -1), own
@@ -299,7 +299,7 @@ def test_destine_two_heads_split_the_embedding_dimension_and_variants_without_ex
         wide=False,
         scale=False,
     )
-    assert model.deep is None and model.wide is None
+    assert model.deep_wide.deep is None and model.deep_wide.wide is None
     assert all(m.W_res is None and not m.relu for m in model.attention)
     x = batch()
     r, own = destine_reference(model, x)

@@ -49,19 +49,17 @@ References consulted: shichence/AutoInt `model.py` (official, TF1); FuxiCTR
 from __future__ import annotations
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import nn
 
-from gprec.config import key_error
 from gprec.data.schema import EncodedField
 from gprec.layers.attention import FieldSelfAttention
-from gprec.layers.fm import FirstOrder
-from gprec.layers.mlp import MLP
-from gprec.models.base import Backbone, BackboneOptions, Representation, Width
+from gprec.models.backbones.deep_wide import DeepWideAttentionOptions, DeepWideLogit
+from gprec.models.base import Backbone, Representation, Width
 from gprec.models.registry import register
 
 
-class AutoIntOptions(BackboneOptions):
+class AutoIntOptions(DeepWideAttentionOptions):
     attention_layers: int = Field(2, ge=1, description="number of interacting (attention) layers")
     num_heads: int = Field(4, ge=1, description="attention heads per layer")
     attention_dim: Width = Field(
@@ -80,26 +78,6 @@ class AutoIntOptions(BackboneOptions):
     attention_dropout: float = Field(
         0.0, ge=0, lt=1, description="dropout on the attention weights (training only)"
     )
-    deep: bool = Field(
-        True,
-        description="AutoInt+: add a DNN over the flattened embeddings, its logit summed with "
-        "the head's",
-    )
-    deep_units: list[Width] = Field(
-        [64, 32, 16], description="deep: true: hidden widths of the DNN (a 1-wide output follows)"
-    )
-    wide: bool = Field(True, description="add a first-order (logistic regression) logit")
-
-    @model_validator(mode="after")
-    def _heads_divide_attention_dim(self) -> AutoIntOptions:
-        if self.attention_dim % self.num_heads:
-            raise key_error(
-                ("num_heads",),
-                f"attention_dim={self.attention_dim} is not divisible by num_heads="
-                f"{self.num_heads}: each head takes attention_dim / num_heads channels",
-                self.num_heads,
-            )
-        return self
 
 
 @register("autoint")
@@ -126,13 +104,7 @@ class AutoInt(Backbone):
                 for i in range(o.attention_layers)
             )
         )
-        flat = len(fields) * o.embedding_dim
-        self.deep = (
-            MLP(flat, o.deep_units, 1, o.dropout, o.activation, o.batch_norm) if o.deep else None
-        )
-        self.wide = (
-            FirstOrder([f.cardinality for f in fields], o.embedding_init_std) if o.wide else None
-        )
+        self.deep_wide = DeepWideLogit(fields, o)
 
     @property
     def representation_dim(self) -> int:
@@ -140,10 +112,5 @@ class AutoInt(Backbone):
 
     def represent(self, x: torch.Tensor, emb: torch.Tensor) -> Representation:
         r = self.attention(emb).flatten(1)
-        logit = None
-        if self.deep is not None:
-            logit = self.deep(emb.flatten(1)).squeeze(-1)
-        if self.wide is not None:
-            wide = self.wide(x)
-            logit = wide if logit is None else logit + wide
+        logit = self.deep_wide(x, emb)
         return Representation(r, logit)
