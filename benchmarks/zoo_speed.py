@@ -8,9 +8,11 @@ them alike; one warm-up epoch each is not timed, evaluation is not timed.
 
 FuxiCTR 2.3.10's figures were measured here with its model_zoo classes and in-memory loader
 (embedding 16, batch 4096, Adam, MLP towers [64, 32, 16], 1 torch thread; issue 17 lists the
-settings): the target is at least 5x FuxiCTR's samples/s for each bare backbone. Like for like:
-our bare models here use each model's FuxiCTR settings where they differ from our defaults
-(`FUXI_SETTINGS`: the papers' linear output layer where FuxiCTR has one).
+settings): the target is at least 5x FuxiCTR's samples/s for each bare backbone. Our bare
+models here use FuxiCTR's linear output layer where it has one (`FUXI_SETTINGS`); not yet like
+for like (review of issue 17): our AutoInt projects its residual in every layer where FuxiCTR
+adds it unprojected when widths match (+33% FLOPs in layer 2), and our DESTINE uses the paper's
+unary term and the official ReLU before the head where FuxiCTR uses a learned unary and no ReLU.
 
     python benchmarks/zoo_speed.py --data-root ../shared/data --epochs 2
 """

@@ -223,7 +223,7 @@ def test_dcnv2_structures_wire_the_towers(structure):
         ({"structure": "parallel", "deep_units": []}, F * D),  # cross network alone
         ({"structure": "stacked", "stacked_units": []}, F * D),  # cross network alone
         ({"structure": "stacked_parallel", "stacked_units": []}, F * D + 16),  # = parallel
-        ({"structure": "stacked_parallel", "deep_units": []}, 16),  # = stacked
+        ({"structure": "stacked_parallel", "deep_units": [], "stacked_units": [16]}, 16),
     ],
 )
 def test_dcnv2_an_empty_tower_is_left_out(opts, width):
@@ -268,7 +268,7 @@ def test_defaults_at_the_config_level():
         None,
     )
     assert (
-        dcnv2["deep_units"] == dcnv2["stacked_units"] == dcnv2["head_units"] == [64, 32, 16]
+        dcnv2["deep_units"] == dcnv2["head_units"] == [64, 32, 16] and dcnv2["stacked_units"] == []
     )
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from gprec.config import TrainConfig
-from gprec.errors import GprecError
+from gprec.errors import ConfigError, GprecError
 from gprec.evaluation.metrics import ctr_metrics
 from gprec.io import save_atomic
 
@@ -164,6 +164,11 @@ class Trainer:
     ) -> FitResult:
         """Train until validation AUC stops improving; leave the model at its best epoch."""
         cfg = self.cfg
+        if self._has_batch_norm and cfg.batch_size < 2:
+            raise ConfigError(
+                "train.batch_size 1 cannot train a model with BatchNorm (it normalises over the "
+                "batch); raise train.batch_size or set batch_norm: false"
+            )
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         generator = seed_everything(cfg.seed)

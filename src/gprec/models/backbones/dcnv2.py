@@ -26,8 +26,9 @@ being a plain `MLP`.
 Defaults and sources:
 - embedding 16 (GPRec paper); 5 full-rank cross layers, parallel (FuxiCTR's DCNv2 as run in
   issue 17);
-- towers `deep_units` and `stacked_units` [64, 32, 16] (FuxiCTR's towers as run in issue 17,
-  equal to the GPRec paper's prediction MLP widths);
+- tower `deep_units` [64, 32, 16] (FuxiCTR's towers as run in issue 17, equal to the GPRec
+  paper's prediction MLP widths); `stacked_units: []`: with `stacked`, the head [64, 32, 16]
+  over `x_L` is the paper's one stacked tower (as GDCN-S), not a second tower under it;
 - `head_units: [64, 32, 16]` (GPRec paper); `[]` is the DCNv2 paper's linear output layer;
 - `low_rank`, `n_experts` off (full rank, the paper's and FuxiCTR's default; FuxiCTR's mixture
   defaults are `low_rank: 32, n_experts: 4`);
@@ -81,9 +82,9 @@ class DCNv2Options(TowerOptions):
         "stacked_parallel; []: no such tower)",
     )
     stacked_units: list[Width] = Field(
-        [64, 32, 16],
-        description="hidden widths of the tower DNN_s over x_L (stacked, stacked_parallel; "
-        "[]: no such tower, x_L itself)",
+        [],
+        description="hidden widths of a tower DNN_s over x_L before the head (stacked, "
+        "stacked_parallel; []: none, the head itself is the stacked tower)",
     )
 
     @model_validator(mode="after")
