@@ -178,6 +178,18 @@ class DisentangledSelfAttention(nn.Module):
 
     Input `(B, F, in_dim)`, output `(B, F, attention_dim)`.
 
+    Both terms are computed, with exact algebra, from the raw scores `S_ij = q_i . k_j` (per
+    sample and head) alone. Expanding,
+    `(q_i - mu_q) . (k_j - mu_k) = S_ij - mu_q . k_j - q_i . mu_k + mu_q . mu_k`, where
+    `mu_q . k_j = mean_i S_ij` (the mean of column j) and the last two terms do not depend on
+    j, so the softmax over j ignores them (centring k only shifts each row by a constant)::
+
+        softmax_j((q_i - mu_q) . (k_j - mu_k)) = softmax_j(S_ij - mean_i S_ij)
+
+    and the paper's unary score `mu_q . k_j` is that same column mean `mean_i S_ij`. One
+    `(F, F)` score matmul thus serves both terms, without centred copies of Q and K or a second
+    matmul for the unary term. Scaling multiplies `S` first, so it applies to both alike.
+
     The unary term `u_j` (option `unary`):
 
     * `"paper"` (default): `u_j = mu_q . k_j`, the paper's unary term (after Disentangled
@@ -207,8 +219,11 @@ class DisentangledSelfAttention(nn.Module):
 
     `relu_qkv` reproduces the official `relu_before_att` (ReLU on Q, K and V; default off).
     Initialisation as the official code: PyTorch's `nn.Linear` defaults (Kaiming-uniform with
-    a=sqrt(5), uniform bias in +-1/sqrt(fan_in)), every projection with a bias. Q, K and V run
-    as one fused matmul, initialised slice by slice exactly as three separate `nn.Linear`.
+    a=sqrt(5), uniform bias in +-1/sqrt(fan_in)), every projection with a bias. Q, K and V are
+    stored stacked in one `qkv` Linear (`(3 * attention_dim, in_dim)`), initialised slice by slice
+    exactly as three separate `nn.Linear`, and run as three matmuls on views of its weight and
+    bias: one fused matmul split into Q, K, V measured slower, its backward concatenating a
+    `(B, F, 3 * attention_dim)` gradient.
     """
 
     def __init__(
@@ -242,7 +257,7 @@ class DisentangledSelfAttention(nn.Module):
         self.scale = scale
         self.relu_qkv = relu_qkv
         self.attn_dropout = nn.Dropout(dropout) if dropout > 0 else None
-        # Q, K, V stacked along the output: one matmul.
+        # Q, K, V stacked along the output in one parameter (run as three matmuls on its views).
         self.qkv = nn.Linear(in_dim, 3 * attention_dim)
         self.W_unary = nn.Linear(in_dim, num_heads) if unary == "official" else None
         self.W_res = nn.Linear(self.residual_dim, attention_dim) if residual else None
@@ -268,24 +283,32 @@ class DisentangledSelfAttention(nn.Module):
         return self._weights(x, q, k)
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        qkv = self.qkv(x)
-        if self.relu_qkv:
-            qkv = F.relu(qkv)
-        q, k, v = (_split_heads(p, self.num_heads) for p in qkv.split(self.attention_dim, -1))
+        # Three matmuls on views of the stacked weight: contiguous Q, K, V, and a backward that
+        # sums three input gradients instead of concatenating one (B, F, 3 * A) output gradient.
+        weights = self.qkv.weight.split(self.attention_dim)
+        biases = self.qkv.bias.split(self.attention_dim)
+        out = []
+        for w, b in zip(weights, biases, strict=True):
+            p = F.linear(x, w, b)
+            if self.relu_qkv:
+                p = F.relu(p)
+            out.append(_split_heads(p, self.num_heads))
+        q, k, v = out
         return q, k, v
 
     def _weights(
         self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        mu_q = q.mean(dim=2, keepdim=True)  # (B, H, 1, d_head): mean over fields
-        mu_k = k.mean(dim=2, keepdim=True)
+        scores = torch.matmul(q, k.transpose(-1, -2))  # (B, H, F, F): S_ij = q_i . k_j
         s = self._logit_scale()
-        pairwise = torch.matmul(q - mu_q, (k - mu_k).transpose(-1, -2))  # (B, H, F, F)
-        pairwise = torch.softmax(pairwise * s if s != 1.0 else pairwise, dim=-1)
-        if self.W_unary is None:  # paper: u_j = mu_q . k_j
-            u = torch.matmul(mu_q, k.transpose(-1, -2))  # (B, H, 1, F)
-            if s != 1.0:
-                u = u * s
+        if s != 1.0:
+            scores = scores * s
+        # mean_i S_ij = mu_q . k_j (B, H, 1, F). (q_i - mu_q).(k_j - mu_k) = S_ij - mean_i S_ij
+        # plus terms constant in j, which the softmax over j ignores (see the class docstring).
+        col_mean = scores.mean(dim=-2, keepdim=True)
+        pairwise = torch.softmax(scores - col_mean, dim=-1)
+        if self.W_unary is None:  # paper: u_j = mu_q . k_j = mean_i S_ij (already scaled)
+            u = col_mean
         else:  # official: u_j = w_u . x_j + b_u, per head
             u = self.W_unary(x).transpose(1, 2).unsqueeze(2)  # (B, F, H) -> (B, H, 1, F)
         return pairwise, torch.softmax(u, dim=-1)
