@@ -6,8 +6,10 @@ ones; plus the defects found while building the contract (issue 17)."""
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from conftest import toy_data, toy_fields
+from gprec.cli.main import main
 from gprec.config import TrainConfig, parse_config
 from gprec.errors import ConfigError
 from gprec.models import registry
@@ -17,6 +19,7 @@ from gprec.models.gprec import GPRec
 from gprec.models.gprec_strategies import STRATEGIES, logit_of_mean_probability
 from gprec.models.registry import available_models, build_model, resolve_model_options
 from gprec.training import trainer as trainer_module
+from gprec.training.run_dir import read_status
 from gprec.training.trainer import Trainer, as_tensors, iterate_batches
 
 BACKBONES = available_models(Backbone)
@@ -214,3 +217,26 @@ def test_batch_norm_with_batches_of_one_row_is_a_config_error():
     trainer = Trainer(model, TrainConfig(batch_size=1, progress=False), log=lambda m: None)
     with pytest.raises(ConfigError, match="train.batch_size 1 cannot train a model with BatchNorm"):
         trainer.fit(*as_tensors(X[:10], y[:10]), *as_tensors(X[10:], y[10:]))
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_the_cli_trains_each_backbone_bare_and_under_gprec(tmp_path, name):
+    """One epoch on tiny synthetic data through `gprec train`, bare (by name on the built-in
+    config) and wrapped by GPRec with the first strategy the backbone declares."""
+    synthetic = "{n_users: 150, n_items: 60, n_interactions: 4000, n_groups: 4, seed: 1}"
+    common = [
+        "--set", f"data.synthetic={synthetic}", "--set", f"data.cache_dir={tmp_path / 'cache'}",
+        "--set", "train.max_epochs=1", "--set", "train.progress=false",
+    ]  # fmt: skip
+    strategy = registry.model_class(name).gprec_strategies[0]
+    runs = {
+        "bare": ["--set", f"model.name={name}"],
+        "gprec": ["--set", f"model={{name: gprec, n_groups: 4, strategy: {strategy}, "
+                  f"backbone: {{name: {name}}}}}"],
+    }  # fmt: skip
+    for label, model in runs.items():
+        out = tmp_path / label
+        assert main(["train", *common, *model, "--out", str(out)]) == 0
+        resolved = yaml.safe_load((out / "config.yaml").read_text())["model"]
+        assert (resolved.get("backbone") or resolved)["name"] == name
+        assert read_status(out)["state"] == "finished"

@@ -5,13 +5,11 @@ have their own tests (`test_interaction_layers.py`)."""
 
 import pytest
 import torch
-import yaml
 
 from conftest import toy_data, toy_fields
-from gprec.cli.main import main
 from gprec.config import parse_config
 from gprec.errors import ConfigError
-from gprec.models.registry import build_model, model_class, resolve_model_options
+from gprec.models.registry import build_model, resolve_model_options
 
 D = 4
 F = len(toy_fields())
@@ -270,32 +268,3 @@ def test_defaults_at_the_config_level():
     assert (
         dcnv2["deep_units"] == dcnv2["head_units"] == [64, 32, 16] and dcnv2["stacked_units"] == []
     )
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_every_declared_gprec_strategy_validates(name):
-    strategies = model_class(name).gprec_strategies
-    assert set(strategies) == {"input", "dynamic", "ensemble"}  # every head is a plain MLP
-    for strategy in strategies:
-        raw = {
-            "data": {"source": "synthetic"},
-            "model": {"name": "gprec", "strategy": strategy, "backbone": {"name": name}},
-        }
-        cfg = parse_config(raw)
-        assert cfg.model["strategy"] == strategy and cfg.model["backbone"]["name"] == name
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_cli_trains_one_epoch(tmp_path, name):
-    synthetic = (
-        "data.synthetic={n_users: 150, n_items: 60, n_interactions: 4000, n_groups: 4, seed: 1}"
-    )
-    args = [
-        "train", "--set", f"model.name={name}", "--set", synthetic,
-        "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.max_epochs=1",
-        "--set", "train.progress=false", "--out", str(tmp_path / "run"),
-    ]  # fmt: skip
-    assert main(args) == 0
-    resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert resolved["model"]["name"] == name
-    assert (tmp_path / "run" / "metrics.json").is_file()
