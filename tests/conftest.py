@@ -62,3 +62,27 @@ def write_ml100k(directory, n_users=30, n_items=20, n_ratings=600, seed=0):
         )
     )
     return directory
+
+
+# -- plain-torch references shared by the model tests -------------------------------------
+
+
+def index_batch(n: int = 32) -> torch.Tensor:
+    """`toy_data`'s index matrix alone, as a tensor."""
+    X, _ = toy_data(n)
+    return torch.from_numpy(X)
+
+
+def plain_mlp(x: torch.Tensor, net) -> torch.Tensor:
+    """An `MLP` (ReLU, no BatchNorm, no dropout) written out in plain torch."""
+    for i, lin in enumerate(net.linears):
+        x = x @ lin.weight.t() + lin.bias
+        if i < net.n_hidden:
+            x = torch.relu(x)
+    return x
+
+
+def field_offsets(fields) -> torch.Tensor:
+    """Each field's first row in the shared embedding table."""
+    cards = torch.tensor([f.cardinality for f in fields])
+    return torch.cat([torch.zeros(1, dtype=torch.long), cards.cumsum(0)[:-1]])

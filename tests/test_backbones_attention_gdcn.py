@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from conftest import toy_data, toy_fields
+from conftest import field_offsets, index_batch, plain_mlp, toy_fields
 from gprec.config import parse_config
 from gprec.errors import ConfigError
 from gprec.models.registry import build_model, resolve_model_options
@@ -33,28 +33,17 @@ def build(name, **opts):
     return model.double().eval()
 
 
-def batch(n=32):
-    X, _ = toy_data(n)
-    return torch.from_numpy(X)
+batch = index_batch
+mlp = plain_mlp
 
 
 def linear(x, lin):
     return x @ lin.weight.t() + lin.bias
 
 
-def mlp(x, net):
-    """An `MLP` (ReLU, no BatchNorm, no dropout) in plain torch."""
-    for i, lin in enumerate(net.linears):
-        x = linear(x, lin)
-        if i < net.n_hidden:
-            x = torch.relu(x)
-    return x
-
-
 def embeddings(model, x):
     """`E` `(B, F, d)` and the first-order term `b + sum_i w_{x_i}` (if the model has one)."""
-    cards = torch.tensor([f.cardinality for f in model.fields])
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), cards.cumsum(0)[:-1]])
+    offsets = field_offsets(model.fields)
     emb = model.embedding.table.weight[x + offsets]
     wide = model.deep_wide.wide if hasattr(model, "deep_wide") else None
     first = None if wide is None else wide.bias + wide.weights.table.weight[x + offsets].sum((1, 2))

@@ -6,7 +6,7 @@ have their own tests (`test_interaction_layers.py`)."""
 import pytest
 import torch
 
-from conftest import toy_data, toy_fields
+from conftest import field_offsets, index_batch, plain_mlp, toy_fields
 from gprec.config import parse_config
 from gprec.errors import ConfigError
 from gprec.models.registry import build_model, resolve_model_options
@@ -27,27 +27,16 @@ def build(name, **opts):
     return model.double().eval()
 
 
-def batch(n=32):
-    X, _ = toy_data(n)
-    return torch.from_numpy(X)
+batch = index_batch
+mlp = plain_mlp
 
 
 def linear(x, lin):
     return x @ lin.weight.t() + lin.bias
 
 
-def mlp(x, net):
-    """An `MLP` (ReLU, no BatchNorm, no dropout) in plain torch."""
-    for i, lin in enumerate(net.linears):
-        x = linear(x, lin)
-        if i < net.n_hidden:
-            x = torch.relu(x)
-    return x
-
-
 def flat_embeddings(model, x):
-    cards = torch.tensor([f.cardinality for f in model.fields])
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), cards.cumsum(0)[:-1]])
+    offsets = field_offsets(model.fields)
     return model.embedding.table.weight[x + offsets], offsets  # (B, F, d)
 
 

@@ -35,7 +35,9 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, f, h * dh)
 
 
-def _check_heads(attention_dim: int, num_heads: int) -> None:
+def _check_attention_args(attention_dim: int, num_heads: int, dropout: float) -> None:
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     if num_heads < 1 or attention_dim < 1:
         raise ValueError(
             f"attention_dim and num_heads must be positive, got {attention_dim} and {num_heads}"
@@ -96,9 +98,7 @@ class FieldSelfAttention(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        _check_heads(attention_dim, num_heads)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        _check_attention_args(attention_dim, num_heads, dropout)
         self.in_dim = in_dim
         self.attention_dim = attention_dim
         self.num_heads = num_heads
@@ -241,11 +241,9 @@ class DisentangledSelfAttention(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        _check_heads(attention_dim, num_heads)
+        _check_attention_args(attention_dim, num_heads, dropout)
         if unary not in ("paper", "official"):
             raise ValueError(f"unary must be 'paper' or 'official', got {unary!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.in_dim = in_dim
         self.attention_dim = attention_dim
         self.num_heads = num_heads

@@ -51,7 +51,8 @@ class RunDirState:
     kind: str
     differences: list[str] = field(default_factory=list)  # vs the config asked for
     foreign: list[str] = field(default_factory=list)  # files that are not a run's
-    pid: int | None = None
+    pid: int | None = None  # the writer, from status.json
+    host: str | None = None
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
@@ -97,9 +98,13 @@ def run_state(run_dir: Path) -> str:
     """new | finished | interrupted | failed | running, from the files alone."""
     if not run_dir.is_dir() or not any(run_dir.iterdir()):
         return "new"
-    if read_metrics(run_dir) is not None:
+    return _kind(read_status(run_dir), read_metrics(run_dir) is not None)
+
+
+def _kind(status: dict[str, Any] | None, has_metrics: bool) -> str:
+    """finished | interrupted | failed | running, from a run's status and its metrics."""
+    if has_metrics:
         return "finished"
-    status = read_status(run_dir)
     if status is None:
         return "interrupted"  # left by an older gprec, or killed before its first status
     if status.get("state") == "running":
@@ -109,8 +114,8 @@ def run_state(run_dir: Path) -> str:
         if not isinstance(pid, int) or pid == os.getpid() or not pid_alive(pid):
             return "interrupted"  # its writer is gone (or is this process, e.g. a test)
         return "running"
-    state = status.get("state")
-    return state if state in ("finished", "failed", "interrupted") else "interrupted"
+    # `finished` without readable metrics (deleted, damaged) is no finished run.
+    return "failed" if status.get("state") == "failed" else "interrupted"
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -130,29 +135,33 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def inspect_run_dir(run_dir: Path, config_text: str) -> RunDirState:
     """The state of `run_dir` relative to a run of the config `config_text` (resolved YAML)."""
-    kind = run_state(run_dir)
-    if kind == "new":
+    names = [p.name for p in run_dir.iterdir()] if run_dir.is_dir() else []
+    if not names:
         return RunDirState(run_dir, "new")
-    names = [p.name for p in run_dir.iterdir()]
     ours = [n for n in names if n in RUN_FILES or _is_our_temp(n)]
     foreign = sorted(n for n in names if n not in ours)
     if not ours:
         return RunDirState(run_dir, "foreign", foreign=foreign)
     status = read_status(run_dir) or {}
-    pid = status.get("pid")
-    if kind == "finished" and read_metrics(run_dir) is None:
-        kind = "interrupted"
+    kind = _kind(status or None, read_metrics(run_dir) is not None)
+    writer = {"pid": status.get("pid"), "host": status.get("host")}
     if CONFIG not in ours:
         # Killed (or out of disk) before its config was written: nothing of value, no config to
         # compare, so it is trained over like an interrupted run of this config.
-        return RunDirState(run_dir, kind if kind == "running" else "interrupted", [], foreign, pid)
+        kind = kind if kind == "running" else "interrupted"
+        return RunDirState(run_dir, kind, [], foreign, **writer)
     old = read_run_config(run_dir)
     differences = (
         ["config.yaml: unreadable (damaged)"]
         if old is None
         else config_differences(old, yaml.safe_load(config_text))
     )
-    return RunDirState(run_dir, kind, differences, foreign, pid)
+    return RunDirState(run_dir, kind, differences, foreign, **writer)
+
+
+def _first_three(items: list[str], sep: str) -> str:
+    more = f"{sep}and {len(items) - 3} more" if len(items) > 3 else ""
+    return sep.join(items[:3]) + more
 
 
 def _is_our_temp(name: str) -> bool:
@@ -175,26 +184,23 @@ def claim_run_dir(
         "failed": "a failed run",
         "running": "a run in progress",
     }
-    shown = ", ".join(state.foreign[:3]) + (" ..." if len(state.foreign) > 3 else "")
+    shown = _first_three(state.foreign, ", ")
     if state.kind == "foreign":
         raise ConfigError(
             f"{run_dir} is not empty and is not a gprec run directory (it holds {shown}); "
             "choose another --out (gprec never deletes files it did not write)"
         )
     if state.kind == "running":
-        status = read_status(run_dir) or {}
-        elsewhere = status.get("host") != socket.gethostname()
+        elsewhere = state.host != socket.gethostname()
         if not (overwrite and elsewhere):
-            where = f"pid {state.pid} on {status.get('host')}" if elsewhere else f"pid {state.pid}"
+            where = f"pid {state.pid} on {state.host}" if elsewhere else f"pid {state.pid}"
             hint = "; if it is gone, pass --overwrite" if elsewhere else ""
             raise ConfigError(
                 f"{run_dir} holds a run in progress ({where}); wait for it or use another "
                 f"--out{hint}"
             )
     if state.differences and not overwrite:
-        shown_diff = "; ".join(state.differences[:3]) + (
-            f"; and {len(state.differences) - 3} more" if len(state.differences) > 3 else ""
-        )
+        shown_diff = _first_three(state.differences, "; ")
         raise ConfigError(
             f"{run_dir} holds {what[state.kind]} with a different config ({shown_diff}); {remedy}"
         )
