@@ -51,3 +51,24 @@ def pid_alive(pid: int) -> bool:
     except OSError:  # EPERM: it exists, as another user's process
         return True
     return True
+
+
+def nearest_existing(path: Path) -> Path | None:
+    """`path` or its nearest ancestor that exists: what decides whether `mkdir(parents=True)` can
+    work. A dangling symlink counts as existing, since mkdir cannot replace it either."""
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            return p
+    return None
+
+
+def refuse_non_directory(path: Path, label: str) -> Path | None:
+    """Raise a one-line ConfigError when `path` is, or lies under, something other than a
+    directory; return its nearest existing ancestor (None: nothing of it exists)."""
+    from gprec.errors import ConfigError
+
+    existing = nearest_existing(path)
+    if existing is not None and not existing.is_dir():
+        where = "exists" if existing == path else f"its parent {existing} exists"
+        raise ConfigError(f"{label} {path}: {where} and is not a directory")
+    return existing

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from gprec.errors import ConfigError
+from gprec.io import refuse_non_directory
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -40,17 +41,10 @@ def output_dir(path: str | Path, what: str = "--out") -> Path:
     if not str(path).strip():
         raise ConfigError(f"{what} is empty: give a directory")
     path = Path(path)
-    for p in (path, *path.parents):
-        # The nearest existing ancestor decides whether mkdir(parents=True) can work;
-        # a dangling symlink counts as existing, since mkdir cannot replace it either.
-        if p.exists() or p.is_symlink():
-            if not p.is_dir():
-                where = "exists" if p == path else f"its parent {p} exists"
-                raise ConfigError(f"{what} {path}: {where} and is not a directory")
-            # access() also reports a read-only file system (EROFS), which root cannot write
-            # either; a plain permission problem the later write still turns into one line.
-            if not os.access(p, os.W_OK | os.X_OK):
-                where = "" if p == path else f" (its nearest existing parent {p} is not writable)"
-                raise ConfigError(f"{what} {path}: cannot write here{where}")
-            break
+    existing = refuse_non_directory(path, what)
+    # access() also reports a read-only file system (EROFS), which root cannot write either;
+    # a plain permission problem the later write still turns into one line.
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" (its nearest existing parent {existing} is not writable)"
+        raise ConfigError(f"{what} {path}: cannot write here{where}")
     return path

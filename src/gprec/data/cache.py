@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from gprec.errors import ConfigError
-from gprec.io import pid_alive
+from gprec.io import pid_alive, refuse_non_directory
 
 log = logging.getLogger(__name__)
 
@@ -65,30 +65,18 @@ class Damaged(Exception):
 
 def check_not_a_file(cache_dir: Path, label: str) -> None:
     """Refuse a cache dir that is, or lies under, something other than a directory."""
-    existing = _nearest_existing(cache_dir)
-    if existing is not None and not existing.is_dir():
-        where = "exists" if existing == cache_dir else f"its parent {existing} exists"
-        raise ConfigError(f"{label} {cache_dir}: {where} and is not a directory")
+    refuse_non_directory(cache_dir, label)
 
 
 def check_writable(cache_dir: Path, label: str) -> None:
     """Refuse, before any work, a cache dir whose entries could not be written."""
-    check_not_a_file(cache_dir, label)
-    existing = _nearest_existing(cache_dir)
+    existing = refuse_non_directory(cache_dir, label)
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         where = "" if existing == cache_dir else f" (its parent {existing} is read-only)"
         raise ConfigError(
             f"{label} {cache_dir}: not writable{where}; point data.cache_dir at a "
             "writable directory"
         )
-
-
-def _nearest_existing(path: Path) -> Path | None:
-    for p in (path, *path.parents):
-        # A dangling symlink counts as existing: mkdir cannot replace it either.
-        if p.exists() or p.is_symlink():
-            return p
-    return None
 
 
 def write_error(label: str, cache_dir: Path, err: OSError) -> ConfigError:
