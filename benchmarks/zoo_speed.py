@@ -142,7 +142,8 @@ def markdown(res: dict) -> str:
         "",
         "Timed epochs per model (per dataset below) taken in turns after one warm-up; batch "
         f"4096; {m['cpu_model']}, {m['torch_threads']} torch thread(s), torch {m['torch']}. "
-        f"FuxiCTR's samples/s were measured here at 1 thread (issue 17); target >= {TARGET:g}x. "
+        f"FuxiCTR's samples/s were measured here at 1 thread (issue 17), not in this run: the "
+        f"speed-ups are indicative until FuxiCTR runs side by side; target >= {TARGET:g}x. "
         "Bare models use FuxiCTR's settings where ours differ (linear output layer: "
         f"{', '.join(sorted(FUXI_SETTINGS))}).",
     ]
