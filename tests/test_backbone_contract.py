@@ -87,7 +87,7 @@ def test_the_head_declares_what_the_strategies_need(name):
     if "input" in declared:
         assert model.head.accepts_extra_inputs
     if "dynamic" in declared:
-        assert model.head.accepts_weight_deltas and model.head.layer_shapes
+        assert model.head.accepts_layer_mods and model.head.layer_shapes
 
 
 def _dense_reference(model: GPRec, x: torch.Tensor) -> torch.Tensor:

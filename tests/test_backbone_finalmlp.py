@@ -181,14 +181,14 @@ def test_the_own_head_is_the_fusion_and_make_head_an_mlp():
     model = randomised(finalmlp(stream1_units=[6], stream2_units=[4])).eval()
     head = model.head
     assert isinstance(head, BilinearFusionHead)
-    assert head.accepts_extra_inputs is False and head.accepts_weight_deltas is False
+    assert head.accepts_extra_inputs is False and head.accepts_layer_mods is False
     x, _ = batch()
     rep = model.represent(x, model.embedding(x))
     out = head(rep.r)
     assert out.shape == (16, 1)
     torch.testing.assert_close(out[:, 0], head.fusion(rep.r[:, :6], rep.r[:, 6:]))
     torch.testing.assert_close(model.predict(rep), out[:, 0])
-    with pytest.raises(ValueError, match="no MLP layers to take weight deltas"):
+    with pytest.raises(ValueError, match="no MLP layers to modulate"):
         head(rep.r, [None])
     mlp = model.make_head(7)  # GPRec's heads over r_G / r_P
     assert isinstance(mlp, MLP) and mlp.in_dim == 7 and mlp.layer_shapes[-1] == (16, 1)

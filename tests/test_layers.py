@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from gprec.layers.embedding import FieldEmbedding
-from gprec.layers.mlp import MLP
+from gprec.layers.mlp import MLP, LayerMod
 
 
 def test_field_embedding_uses_per_field_offsets():
@@ -34,7 +35,7 @@ def test_prediction_head_low_rank_deltas_equal_per_sample_weights():
     head = MLP(6, [4, 3], out_dim=1)
     x = torch.randn(5, 6)
     deltas = [(torch.randn(5, a, 2), torch.randn(5, 2, b)) for a, b in head.layer_shapes]
-    out = head(x, deltas)
+    out = head(x, [LayerMod(delta=d) for d in deltas])
     # reference: build each sample's full weight matrices
     expected = []
     for i in range(5):
@@ -48,6 +49,80 @@ def test_prediction_head_low_rank_deltas_equal_per_sample_weights():
     assert torch.allclose(out, torch.stack(expected), atol=1e-5)
     assert torch.allclose(head(x), head(x, [None] * 3))
     assert head(x).shape == (5, 1)
+
+
+def _per_sample_reference(head, x, weight_of, gate_of=None):
+    """Each sample through the head with its own explicit weight matrices and input gates."""
+    rows = []
+    for i in range(x.shape[0]):
+        h = x[i]
+        for k in range(len(head.linears)):
+            if gate_of is not None:
+                h = h * gate_of(k, i)
+            w, b = weight_of(k, i)
+            h = h @ w + b
+            if k < len(head.linears) - 1:
+                h = torch.relu(h)
+        rows.append(h)
+    return torch.stack(rows)
+
+
+def test_layer_mods_equal_explicit_per_sample_weights():
+    """Each modulation (PEPNet gate, APG replacement full and factored, STAR partition product),
+    and all of them at once with a delta, against each sample's explicit weights."""
+    torch.manual_seed(0)
+    head = MLP(6, [4, 3], out_dim=1)
+    B, P, k = 5, 3, 2
+    x = torch.randn(B, 6)
+    shapes = head.layer_shapes
+    gates = [2 * torch.sigmoid(torch.randn(B, a)) for a, _ in shapes]
+    full = [torch.randn(B, a, b) for a, b in shapes]
+    factors = [(torch.randn(a, k), torch.randn(B, k, k), torch.randn(k, b)) for a, b in shapes]
+    part = torch.tensor([0, 2, 1, 2, 0])
+    scales = [(torch.randn(P, a, b), torch.randn(P, b), part) for a, b in shapes]
+    deltas = [(torch.randn(B, a, 2), torch.randn(B, 2, b)) for a, b in shapes]
+    lin = head.linears
+
+    def own(k, i):
+        return lin[k].weight.T, lin[k].bias
+
+    cases = {
+        "gate": ([LayerMod(gate=g) for g in gates], own, lambda k, i: gates[k][i]),
+        "replace full": (
+            [LayerMod(replace=(s,)) for s in full],
+            lambda k, i: (full[k][i], lin[k].bias),
+            None,
+        ),
+        "replace factored": (
+            [LayerMod(replace=f) for f in factors],
+            lambda k, i: (factors[k][0] @ factors[k][1][i] @ factors[k][2], lin[k].bias),
+            None,
+        ),
+        "partition scale": (
+            [LayerMod(partition_scale=s) for s in scales],
+            lambda k, i: (
+                lin[k].weight.T * scales[k][0][part[i]],
+                lin[k].bias + scales[k][1][part[i]],
+            ),
+            None,
+        ),
+        "gate + scale + delta": (
+            [
+                LayerMod(gate=g, partition_scale=s, delta=d)
+                for g, s, d in zip(gates, scales, deltas, strict=True)
+            ],
+            lambda k, i: (
+                lin[k].weight.T * scales[k][0][part[i]] + deltas[k][0][i] @ deltas[k][1][i],
+                lin[k].bias + scales[k][1][part[i]],
+            ),
+            lambda k, i: gates[k][i],
+        ),
+    }
+    for name, (mods, weight_of, gate_of) in cases.items():
+        expected = _per_sample_reference(head, x, weight_of, gate_of)
+        assert torch.allclose(head(x, mods), expected, atol=1e-5), name
+    with pytest.raises(ValueError, match="2 layer modulations for 3 layers"):
+        head(x, [None, None])
 
 
 def test_mlp_shapes_and_options():

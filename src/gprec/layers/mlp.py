@@ -4,16 +4,20 @@ models reach into it without touching its internals.
 - `forward_parts(parts)` is `forward(cat(parts))` computed from the parts, some of which may be
   factored representations (`gprec.layers.factored`): the first layer is applied per column
   block and nothing wide is ever concatenated (GPRec's `input` strategy, f_1, f_DP).
-- `forward(x, deltas)` adds per-sample low-rank weight deltas `W_b = W + U_b V_b` to each linear
-  layer, applied as `x W + (x U_b) V_b` with batched matmuls so the per-sample matrices are
-  never built (GPRec's `dynamic` strategy; APG and DGPM later).
+- `forward(x, mods)` modulates each linear layer per sample with a `LayerMod` (what user-level
+  models do to a shared prediction MLP), without ever building a per-sample weight matrix:
+  an input gate (PEPNet's PPNet), a replacement of the weight by `U S_b V` or `S_b` (APG),
+  a per-partition element-wise product `W * W_p` (STAR), and a low-rank additive delta
+  `W + U_b V_b` (GPRec's `dynamic` strategy, DGPM).
 
 A prediction head is an `MLP` with `out_dim=1`; it declares what it accepts through
-`accepts_extra_inputs` and `accepts_weight_deltas`, which other heads (FinalMLP's bilinear
+`accepts_extra_inputs` and `accepts_layer_mods`, which other heads (FinalMLP's bilinear
 fusion) answer differently.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,12 +30,58 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiL
 LowRankDelta = tuple[torch.Tensor, torch.Tensor]
 
 
+@dataclass
+class LayerMod:
+    """Per-sample modulation of one linear layer `h = x W + b` (`W` is `(in, out)` here).
+
+    Applied in this order, each optional:
+    - `gate` `(B, in)`: the layer's input is multiplied by it first (PEPNet's PPNet gates);
+    - `replace`: the weight is replaced per sample, the bias kept. `(S,)` with `S`
+      `(B, in, out)` gives `x S_b`; `(U, S, V)` with `U` `(in, k)`, `S` `(B, k, k)`, `V`
+      `(k, out)` gives `((x U) S_b) V`, the per-sample matrix never built (APG);
+    - `partition_scale`: `(W_p, b_p, p)` with `W_p` `(P, in, out)`, `b_p` `(P, out)` and the
+      partition `p` `(B,)` of each sample: `x (W * W_p[p_b]) + b + b_p[p_b]` (STAR). All P
+      products are computed and each sample's gathered: P times the layer's cost, batched;
+      the P used here (a user attribute) are a handful;
+    - `delta` `(U_b, V_b)`: `+ (x U_b) V_b`, a low-rank addition to the weight (GPRec's
+      `dynamic`, DGPM).
+    """
+
+    gate: torch.Tensor | None = None
+    replace: tuple[torch.Tensor, ...] | None = None
+    partition_scale: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    delta: LowRankDelta | None = None
+
+    def apply(self, linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        if self.gate is not None:
+            x = x * self.gate
+        if self.replace is not None:
+            if len(self.replace) == 1:
+                h = torch.bmm(x.unsqueeze(1), self.replace[0]).squeeze(1)
+            else:
+                u, s, v = self.replace
+                h = torch.bmm((x @ u).unsqueeze(1), s).squeeze(1) @ v
+            h = h + linear.bias
+        elif self.partition_scale is not None:
+            w_p, b_p, part = self.partition_scale
+            w = linear.weight.t() * w_p  # (P, in, out)
+            every = torch.einsum("bi,pio->bpo", x, w)  # (B, P, out)
+            h = every.gather(1, part.view(-1, 1, 1).expand(-1, 1, w.shape[-1])).squeeze(1)
+            h = h + linear.bias + b_p.index_select(0, part)
+        else:
+            h = linear(x)
+        if self.delta is not None:
+            u, v = self.delta
+            h = h + torch.bmm(torch.bmm(x.unsqueeze(1), u), v).squeeze(1)
+        return h
+
+
 class MLP(nn.Module):
     """`Linear -> [BatchNorm] -> activation -> [dropout]` per hidden width, then an optional
     `Linear` to `out_dim` (no activation). `(B, in_dim) -> (B, out_dim or hidden[-1])`."""
 
     accepts_extra_inputs = True  # forward_parts: the first layer's input may be widened
-    accepts_weight_deltas = True  # forward(x, deltas)
+    accepts_layer_mods = True  # forward(x, mods): per-sample LayerMod on each linear layer
 
     def __init__(
         self,
@@ -65,14 +115,17 @@ class MLP(nn.Module):
         return self.linears[-1]
 
     def forward(
-        self, x: torch.Tensor | list[Part], deltas: list[LowRankDelta | None] | None = None
+        self, x: torch.Tensor | list[Part], mods: list[LayerMod | None] | None = None
     ) -> torch.Tensor:
-        """`x` is the input, or a list of parts (dense or factored) that concatenate to it."""
+        """`x` is the input, or a list of parts (dense or factored) that concatenate to it;
+        `mods`, one per linear layer (None: that layer as it is)."""
         if isinstance(x, list):
-            if deltas is not None:
-                raise ValueError("weight deltas need a dense input, not parts")
+            if mods is not None:
+                raise ValueError("layer modulations need a dense input, not parts")
             return self.forward_parts(x)
-        return self._run(0, x, deltas)
+        if mods is not None and len(mods) != len(self.linears):
+            raise ValueError(f"{len(mods)} layer modulations for {len(self.linears)} layers")
+        return self._run(0, x, mods)
 
     def forward_parts(self, parts: list[Part]) -> torch.Tensor:
         """`forward(cat(dense parts))`, the first layer applied block by block."""
@@ -83,12 +136,10 @@ class MLP(nn.Module):
         """The input of the last linear layer (what `factored.PersonalRep` keeps)."""
         return self._run(0, x, None, stop=len(self.linears) - 1)
 
-    def _run(self, start, x, deltas, stop=None) -> torch.Tensor:
+    def _run(self, start, x, mods, stop=None) -> torch.Tensor:
         for i in range(start, len(self.linears) if stop is None else stop):
-            h = self.linears[i](x)
-            if deltas is not None and deltas[i] is not None:
-                u, v = deltas[i]
-                h = h + torch.bmm(torch.bmm(x.unsqueeze(1), u), v).squeeze(1)
+            mod = mods[i] if mods is not None else None
+            h = self.linears[i](x) if mod is None else mod.apply(self.linears[i], x)
             x = self._post(i, h)
         return x
 

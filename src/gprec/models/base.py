@@ -9,9 +9,10 @@
   DeepFM's first-order + FM terms), and a prediction head `f_y` over `r_b`
   (`make_own_head()`: by default an MLP from `make_head`, FinalMLP's is its
   bilinear fusion). The head declares what it accepts (`accepts_extra_inputs`,
-  `accepts_weight_deltas`), the backbone which GPRec strategies apply
-  (`gprec_strategies`). Wrappers (GPRec) use exactly these parts and
-  `predict(rep, deltas)`, never a backbone's other attributes.
+  `accepts_layer_mods`), the backbone which GPRec strategies apply
+  (`gprec_strategies`). Wrappers (`models/wrapper.py`: GPRec, STAR, APG, PEPNet,
+  DGPM) use exactly these parts and `predict(rep, mods)`, never a backbone's other
+  attributes.
 - Auxiliary losses are computed only in training.
 """
 
@@ -27,7 +28,7 @@ from torch import nn
 from gprec.config import StrictModel
 from gprec.data.schema import EncodedField, Role, fields_of_role
 from gprec.layers.embedding import FieldEmbedding
-from gprec.layers.mlp import ACTIVATIONS, MLP, LowRankDelta
+from gprec.layers.mlp import ACTIVATIONS, MLP, LayerMod
 
 # Built from the mapping the layers index, so a new activation is accepted here
 # by adding it there, and a misspelt one fails validation listing the choices.
@@ -111,7 +112,7 @@ class Backbone(CTRModel):
     Options = BackboneOptions
     description: ClassVar[str] = ""
     # GPRec strategies this backbone supports; `dynamic` needs a head that takes weight
-    # deltas, `input` one whose input can be widened (the contract tests check both).
+    # modulations (`LayerMod`), `input` one whose input can be widened (the contract tests check both).
     gprec_strategies: ClassVar[tuple[str, ...]] = ("input", "dynamic", "ensemble")
 
     def __init__(self, fields: list[EncodedField], options: BackboneOptions, with_head: bool = True):
@@ -138,19 +139,20 @@ class Backbone(CTRModel):
         A backbone whose `f_y` is not an MLP (FinalMLP: a bilinear fusion of its two streams)
         overrides this and keeps `make_head` for the MLP heads GPRec builds (`input`'s head,
         `ensemble`'s heads over r_G and r_P). Whatever it returns is called as
-        `head(r, deltas) -> (B, 1)` and declares `accepts_extra_inputs` and
-        `accepts_weight_deltas`. It runs inside `Backbone.__init__`, before a subclass's own
+        `head(r, mods) -> (B, 1)` and declares `accepts_extra_inputs` and
+        `accepts_layer_mods`. It runs inside `Backbone.__init__`, before a subclass's own
         `__init__` body, so it may read only `self.fields` and `self.options`.
         """
         return self.make_head(self.representation_dim)
 
     def predict(
-        self, rep: Representation, deltas: list[LowRankDelta | None] | None = None
+        self, rep: Representation, mods: list[LayerMod | None] | None = None
     ) -> torch.Tensor:
-        """The logit `(B,)`: the head over `rep.r` (with weight deltas) plus `rep.logit`."""
+        """The logit `(B,)`: the head over `rep.r` (its layers modulated by `mods`) plus
+        `rep.logit`."""
         if self.head is None:
             raise RuntimeError("this backbone was built without its head (with_head=False)")
-        logit = self.head(rep.r, deltas).squeeze(-1)
+        logit = self.head(rep.r, mods).squeeze(-1)
         return logit if rep.logit is None else logit + rep.logit
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> ModelOutput:

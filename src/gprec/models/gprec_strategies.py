@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gprec.layers.factored import Part
-from gprec.layers.mlp import MLP, LowRankDelta
+from gprec.layers.mlp import MLP, LayerMod
 from gprec.models.base import Backbone, Representation
 
 
@@ -73,12 +73,12 @@ class DynamicStrategy(Strategy):
                     last.bias[start : start + n].zero_()
                 start += n
 
-    def deltas(self, z: torch.Tensor) -> list[LowRankDelta | None]:
-        """f_DP's output `(B, sum sizes)` as one `(U, V)` pair per head layer."""
+    def deltas(self, z: torch.Tensor) -> list[LayerMod | None]:
+        """f_DP's output `(B, sum sizes)` as one low-rank delta `(U, V)` per head layer."""
         r, b = self.rank, z.shape[0]
         parts = torch.split(z, self.sizes, dim=1)
         return [
-            (parts[2 * k].view(b, a, r), parts[2 * k + 1].view(b, r, o))
+            LayerMod(delta=(parts[2 * k].view(b, a, r), parts[2 * k + 1].view(b, r, o)))
             for k, (a, o) in enumerate(self.shapes)
         ]
 

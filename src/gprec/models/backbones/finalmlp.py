@@ -70,7 +70,7 @@ from torch import nn
 from gprec.config import key_error
 from gprec.data.schema import EncodedField
 from gprec.layers.bilinear import FeatureSelection, MultiHeadBilinearFusion
-from gprec.layers.mlp import MLP, LowRankDelta
+from gprec.layers.mlp import MLP, LayerMod
 from gprec.models.base import Activation, Backbone, BackboneOptions, Representation, Width
 from gprec.models.registry import register
 
@@ -146,12 +146,12 @@ class FinalMLPOptions(BackboneOptions):
 class BilinearFusionHead(nn.Module):
     """FinalMLP's prediction head over `r_b = [o_1; o_2]`: `MultiHeadBilinearFusion(o_1, o_2)`.
 
-    `(B, dim1 + dim2) -> (B, 1)`, called as every backbone head is (`head(r, deltas)`). It takes
-    neither extra inputs nor weight deltas: GPRec's `input` and `dynamic` do not apply.
+    `(B, dim1 + dim2) -> (B, 1)`, called as every backbone head is (`head(r, mods)`). It takes
+    neither extra inputs nor layer modulations: GPRec's `input` and `dynamic` do not apply.
     """
 
     accepts_extra_inputs = False
-    accepts_weight_deltas = False
+    accepts_layer_mods = False
 
     def __init__(self, dim1: int, dim2: int, num_heads: int):
         super().__init__()
@@ -159,11 +159,11 @@ class BilinearFusionHead(nn.Module):
         self.in_dim, self.out_dim = dim1 + dim2, 1
 
     def forward(
-        self, r: torch.Tensor, deltas: list[LowRankDelta | None] | None = None
+        self, r: torch.Tensor, mods: list[LayerMod | None] | None = None
     ) -> torch.Tensor:
-        if deltas is not None:
+        if mods is not None:
             raise ValueError(
-                "FinalMLP's bilinear fusion head has no MLP layers to take weight deltas"
+                "FinalMLP's bilinear fusion head has no MLP layers to modulate"
             )
         o1, o2 = r.split([self.fusion.dim1, self.fusion.dim2], dim=1)
         return self.fusion(o1, o2).unsqueeze(-1)
