@@ -213,7 +213,7 @@ def test_gprec_cannot_wrap_itself(tmp_path, capsys, override):
     line = train_error(capsys, tmp_path, ["-c", str(GPREC_INPUT), "--set", override])
     key = override.partition("=")[0]
     assert line == (
-        f"--set {override}: {key}: GPRec cannot wrap itself (it is not a backbone); "
+        f"--set {override}: {key}: 'gprec' wraps a backbone and is not one itself; "
         f"model.backbone.name must name a backbone: {BACKBONES}"
     )
 
@@ -221,7 +221,7 @@ def test_gprec_cannot_wrap_itself(tmp_path, capsys, override):
 def test_gprec_wrapping_itself_in_a_file_and_other_backbone_mistakes(tmp_path, capsys):
     cfg = write(tmp_path / "g.yaml", "model:\n  name: gprec\n  backbone: {name: gprec}\n")
     line = train_error(capsys, tmp_path, ["-c", str(cfg)])
-    assert line.startswith(f"{cfg}: model.backbone.name: GPRec cannot wrap itself")
+    assert line.startswith(f"{cfg}: model.backbone.name: 'gprec' wraps a backbone and is not one itself")
     line = train_error(capsys, tmp_path, ["-c", str(cfg), "--set", "model.backbone.name=mpl"])
     assert line == (
         "--set model.backbone.name=mpl: model.backbone.name: unknown model 'mpl' "

@@ -479,7 +479,7 @@ def test_gprec_shares_the_backbone_embedding_table():
         ({"n_grups": 3}, "n_grups: unknown key"),
         ({"backbone": {"name": "mlp", "dropuot": 0.1}}, "dropuot: unknown key"),
         ({"backbone": {"name": "mpl"}}, "unknown model 'mpl'"),
-        ({"backbone": {"name": "gprec"}}, "not a backbone"),
+        ({"backbone": {"name": "gprec"}}, "is not one itself"),
         ({"backbone": {"head_units": [8]}}, "backbone"),
         ({"strategy": "stack"}, "strategy"),
         ({"group_embedding": "triple"}, "group_embedding"),

@@ -27,12 +27,11 @@ lambda_orthogonal: 0` (GPRec-3 / 4 / 5).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, model_validator
 from torch import nn
 
 from gprec.config import key_error
@@ -41,27 +40,13 @@ from gprec.errors import ConfigError
 from gprec.layers.factored import GroupRep, Part, PersonalRep, reduce_cosine
 from gprec.layers.group import BatchedGroupMLP, gumbel_pair_masks
 from gprec.layers.mlp import MLP
-from gprec.models.base import Backbone, CTRModel, ModelOptions, ModelOutput, Width
+from gprec.models.base import ModelOutput, Width
 from gprec.models.gprec_strategies import STRATEGIES
-from gprec.models.registry import (
-    available_models,
-    build_model,
-    model_class,
-    register,
-    unknown_model_message,
-    validate_model_options,
-)
-
-# Options GPRec shares with its backbone: there is one embedding table, the backbone's.
-_SHARED_WITH_BACKBONE = ("embedding_dim", "embedding_init_std")
+from gprec.models.registry import model_class, register
+from gprec.models.wrapper import BackboneWrapper, WrapperOptions
 
 
-class GPRecOptions(ModelOptions):
-    backbone: dict[str, Any] = Field(
-        default_factory=lambda: {"name": "mlp"},
-        description="the wrapped backbone: a section with its name and options; "
-        "its own path to the prediction is kept as is",
-    )
+class GPRecOptions(WrapperOptions):
     n_groups: int = Field(60, ge=1, description="number of user groups G")
     tau: float = Field(
         0.5, gt=0, description="Gumbel-softmax temperature of the group-membership masks"
@@ -124,60 +109,6 @@ class GPRecOptions(ModelOptions):
         description="run the group classifier once per distinct user in a batch (same result, faster)",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _share_embedding_options(cls, data: Any) -> Any:
-        """`embedding_dim` / `embedding_init_std` may be given at either level; they must agree."""
-        if not isinstance(data, dict) or not isinstance(data.get("backbone", {}), dict):
-            return data
-        data = dict(data)
-        backbone = dict(data.get("backbone", {"name": "mlp"}))
-        for key in _SHARED_WITH_BACKBONE:
-            if key in data and key in backbone and data[key] != backbone[key]:
-                raise PydanticCustomError(
-                    "shared_option",
-                    "{key} is shared with the backbone, but is {a} here and {b} in backbone",
-                    {"key": key, "a": data[key], "b": backbone[key]},
-                )
-            if key in data:
-                backbone[key] = data[key]
-            elif key in backbone:
-                data[key] = backbone[key]
-        data["backbone"] = backbone
-        return data
-
-    @field_validator("backbone", mode="before")
-    @classmethod
-    def _backbone_is_a_section(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            if cls._wraps_itself(v):
-                raise key_error((), cls._self_wrap_message(), v)
-            raise key_error((), f"a section, not a name: write model.backbone.name={v}", v)
-        return v
-
-    @field_validator("backbone")
-    @classmethod
-    def _resolve_backbone(cls, v: dict[str, Any]) -> dict[str, Any]:
-        name = v.get("name")
-        if name is not None:
-            # Checked before the options, which would otherwise fail on keys the
-            # named model lacks and hide that it cannot be a backbone at all.
-            if cls._wraps_itself(str(name)):
-                raise key_error(("name",), cls._self_wrap_message(), name)
-            backbones = available_models(Backbone)
-            if str(name) not in available_models():
-                raise key_error(
-                    ("name",), unknown_model_message(str(name), backbones, "backbones"), name
-                )
-            if str(name) not in backbones:
-                raise key_error(
-                    ("name",),
-                    f"'{name}' is not a backbone (one with represent() and a prediction head); "
-                    f"backbones: {', '.join(backbones)}",
-                    name,
-                )
-        return validate_model_options(v)
-
     @model_validator(mode="after")
     def _strategy_is_supported(self) -> GPRecOptions:
         """The backbone declares which strategies apply (e.g. no `dynamic` on a bilinear head);
@@ -193,17 +124,6 @@ class GPRecOptions(ModelOptions):
             )
         return self
 
-    @classmethod
-    def _wraps_itself(cls, name: str) -> bool:
-        return name in available_models() and model_class(name).Options is cls
-
-    @staticmethod
-    def _self_wrap_message() -> str:
-        return (
-            "GPRec cannot wrap itself (it is not a backbone); model.backbone.name must name "
-            "a backbone: " + ", ".join(available_models(Backbone))
-        )
-
 
 def radix_multipliers(cardinalities: list[int]) -> torch.Tensor | None:
     """Multipliers making `row @ m` a unique int64 key per row of field indices; None on overflow."""
@@ -215,7 +135,7 @@ def radix_multipliers(cardinalities: list[int]) -> torch.Tensor | None:
 
 
 @register("gprec")
-class GPRec(CTRModel):
+class GPRec(BackboneWrapper):
     """GPRec around a registered backbone (`options.backbone`).
 
     The backbone (`self.backbone`) keeps its embedding table, `represent` and
@@ -228,16 +148,13 @@ class GPRec(CTRModel):
     description = "GPRec: group + individual user modeling around a backbone (model.backbone)"
 
     def __init__(self, fields: list[EncodedField], options: GPRecOptions):
-        # Not CTRModel.__init__: that would create a second, unused embedding
-        # table. The attributes it sets are set here; `embedding` is a property.
-        nn.Module.__init__(self)
-        self.fields = fields
-        self.options = o = options
+        o = options
         strategy_cls = STRATEGIES[o.strategy]
         # The backbone's head only where something calls it (not with `input`, unless its own
         # BCE is trained too): unused parameters would be counted and would break DDP.
-        with_head = strategy_cls.uses_backbone_head or o.backbone_aux_loss
-        self.backbone: Backbone = build_model(o.backbone, fields, with_head=with_head)
+        super().__init__(
+            fields, o, with_head=strategy_cls.uses_backbone_head or o.backbone_aux_loss
+        )
         bb = self.backbone
         d = bb.options.embedding_dim
         personal = fields_of_role(fields, Role.PERSONAL)
@@ -285,11 +202,6 @@ class GPRec(CTRModel):
         self.use_orthogonal = o.individual and o.lambda_orthogonal > 0
         # Model construction.
         self.strategy = strategy_cls(bb, self.group_dim, self.personal_dim, o)
-
-    # -- the shared embedding -------------------------------------------------
-    @property
-    def embedding(self):
-        return self.backbone.embedding
 
     # -- group level -----------------------------------------------------------
     def _scores(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,186 @@
+"""What every model that wraps a backbone shares (GPRec, STAR, APG, PEPNet, DGPM).
+
+A wrapper's `model:` section names its backbone in a `backbone:` section (default the MLP);
+its own file holds only its mechanism. This module gives it:
+
+- `WrapperOptions`: the `backbone` section, validated against the backbone's own options
+  (a wrapper is never a backbone, so it cannot wrap itself or another wrapper); the options
+  there is one of (`embedding_dim`, `embedding_init_std`: one embedding table, the
+  backbone's) may be written at either level and must agree; and the backbone's other
+  options written at the top level go to the backbone, so a dataset config's
+  `model: {name: mlp, head_units: [...], dropout: ...}` switched by `--set model.name=star`
+  keeps its head and the wrapper its defaults.
+- `BackboneWrapper`: builds the backbone (`with_head` where the wrapper calls it), shares its
+  embedding table, and indexes field roles.
+- `PartitionOptions` / `partition_field_index`: a user field naming the partition of each
+  sample (MMoE, PLE and STAR split users by it), checked against the dataset's fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from torch import nn
+
+from gprec.config import key_error
+from gprec.data.schema import EncodedField, Role, fields_of_role
+from gprec.errors import ConfigError
+from gprec.models.base import Backbone, CTRModel, ModelOptions
+from gprec.models.registry import (
+    available_models,
+    build_model,
+    model_class,
+    unknown_model_message,
+    validate_model_options,
+)
+
+# One embedding table, the backbone's: these options may be written at either level.
+SHARED_WITH_BACKBONE = ("embedding_dim", "embedding_init_std")
+
+
+class WrapperOptions(ModelOptions):
+    backbone: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "mlp"},
+        description="the wrapped backbone: a section with its name and options",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _route_backbone_options(cls, data: Any) -> Any:
+        """Shared options agree at both levels; the backbone's own options given at the top
+        level (and unknown to the wrapper) move into the backbone section."""
+        if not isinstance(data, dict) or not isinstance(data.get("backbone", {}), dict):
+            return data
+        data = dict(data)
+        backbone = dict(data.get("backbone", {"name": "mlp"}))
+        for key in SHARED_WITH_BACKBONE:
+            if key in data and key in backbone and data[key] != backbone[key]:
+                raise PydanticCustomError(
+                    "shared_option",
+                    "{key} is shared with the backbone, but is {a} here and {b} in backbone",
+                    {"key": key, "a": data[key], "b": backbone[key]},
+                )
+            if key in data:
+                backbone[key] = data[key]
+            elif key in backbone:
+                data[key] = backbone[key]
+        name = str(backbone.get("name", "mlp"))
+        if name in available_models(Backbone):
+            theirs = set(model_class(name).Options.model_fields) - set(cls.model_fields)
+            for key in sorted(theirs & set(data)):
+                value = data.pop(key)
+                if key in backbone and backbone[key] != value:
+                    raise PydanticCustomError(
+                        "shared_option",
+                        "{key} is {a} here and {b} in backbone; it is the backbone's option, "
+                        "write it once",
+                        {"key": key, "a": value, "b": backbone[key]},
+                    )
+                backbone[key] = value
+        data["backbone"] = backbone
+        return data
+
+    @field_validator("backbone", mode="before")
+    @classmethod
+    def _backbone_is_a_section(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if cls._is_wrapper(v):
+                raise key_error((), cls._wrapper_message(v), v)
+            raise key_error((), f"a section, not a name: write model.backbone.name={v}", v)
+        return v
+
+    @field_validator("backbone")
+    @classmethod
+    def _resolve_backbone(cls, v: dict[str, Any]) -> dict[str, Any]:
+        name = v.get("name")
+        if name is not None:
+            # Checked before the options, which would otherwise fail on keys the
+            # named model lacks and hide that it cannot be a backbone at all.
+            if cls._is_wrapper(str(name)):
+                raise key_error(("name",), cls._wrapper_message(str(name)), name)
+            backbones = available_models(Backbone)
+            if str(name) not in available_models():
+                raise key_error(
+                    ("name",), unknown_model_message(str(name), backbones, "backbones"), name
+                )
+            if str(name) not in backbones:
+                raise key_error(
+                    ("name",),
+                    f"'{name}' is not a backbone (one with represent() and a prediction head); "
+                    f"backbones: {', '.join(backbones)}",
+                    name,
+                )
+        return validate_model_options(v)
+
+    @staticmethod
+    def _is_wrapper(name: str) -> bool:
+        return name in available_models() and issubclass(model_class(name).Options, WrapperOptions)
+
+    @classmethod
+    def _wrapper_message(cls, name: str) -> str:
+        return (
+            f"'{name}' wraps a backbone and is not one itself; model.backbone.name must name "
+            "a backbone: " + ", ".join(available_models(Backbone))
+        )
+
+
+class BackboneWrapper(CTRModel):
+    """Base of a model around `options.backbone`: `self.backbone` keeps its embedding table,
+    `represent` and head (built only when `with_head`); `self.embedding` *is* that table."""
+
+    Options = WrapperOptions
+
+    def __init__(self, fields: list[EncodedField], options: WrapperOptions, with_head: bool = True):
+        # Not CTRModel.__init__: that would create a second, unused embedding table.
+        nn.Module.__init__(self)
+        self.fields = fields
+        self.options = options
+        self.backbone: Backbone = build_model(options.backbone, fields, with_head=with_head)
+
+    @property
+    def embedding(self):
+        return self.backbone.embedding
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.backbone.options.embedding_dim
+
+    def register_field_index(self, name: str, roles: tuple[Role, ...]) -> list[int]:
+        """A non-persistent buffer `name` of the positions of the fields with `roles`."""
+        positions = fields_of_role(self.fields, *roles)
+        self.register_buffer(name, torch.tensor(positions, dtype=torch.long), persistent=False)
+        return positions
+
+
+# The partition MovieLens users are split by in the papers' user-modeling baselines.
+DEFAULT_PARTITION_FIELD = "gender"
+
+
+class PartitionOptions(ModelOptions):
+    partition_field: str | None = Field(
+        None,
+        description="the user field whose value is each sample's partition (null: gender "
+        "where the data has it)",
+    )
+
+
+def partition_field_index(fields: list[EncodedField], name: str | None) -> tuple[int, int]:
+    """`(column, number of partitions)` of the partition field; a `ConfigError` naming the
+    user fields when `name` is not one (or, when None, the data has no gender field)."""
+    users = [f.name for f in fields if f.role in (Role.USER, Role.PERSONAL)]
+    wanted = DEFAULT_PARTITION_FIELD if name is None else name
+    for i, f in enumerate(fields):
+        if f.name == wanted and f.role in (Role.USER, Role.PERSONAL):
+            return i, f.cardinality
+    if name is None:
+        raise ConfigError(
+            f"model.partition_field: this data has no '{DEFAULT_PARTITION_FIELD}' field to "
+            f"default to; name one of its user fields: {', '.join(users) or '(none)'}"
+        )
+    kind = "an item field" if any(f.name == name for f in fields) else "not a field of this data"
+    raise ConfigError(
+        f"model.partition_field: '{name}' is {kind}; user fields: {', '.join(users) or '(none)'}"
+    )

@@ -1,0 +1,68 @@
+"""The wrapper contract (models/wrapper.py): the backbone section, options routed to it from the
+top level, the shared embedding table, and the partition field of the user-modeling baselines."""
+
+import pytest
+import torch
+
+from conftest import toy_fields
+from gprec.data.schema import EncodedField, Role
+from gprec.errors import ConfigError
+from gprec.models.registry import build_model, resolve_model_options
+from gprec.models.wrapper import BackboneWrapper, partition_field_index
+
+
+def test_backbone_options_at_the_top_level_go_to_the_backbone():
+    """A dataset config's MLP section switched to a wrapper by name keeps its head."""
+    opts = resolve_model_options(
+        {"name": "gprec", "embedding_dim": 8, "head_units": [12, 6], "dropout": 0.1}
+    )
+    bb = opts["backbone"]
+    assert bb["name"] == "mlp" and bb["head_units"] == [12, 6] and bb["dropout"] == 0.1
+    assert bb["embedding_dim"] == 8 and "head_units" not in opts
+    # another backbone's own options too
+    opts = resolve_model_options({"name": "gprec", "backbone": {"name": "dcn"}, "cross_layers": 2})
+    assert opts["backbone"]["cross_layers"] == 2
+
+
+def test_an_option_written_at_both_levels_must_agree():
+    with pytest.raises(ConfigError, match="head_units is \\[8\\] here and \\[4\\] in backbone"):
+        resolve_model_options(
+            {"name": "gprec", "head_units": [8], "backbone": {"name": "mlp", "head_units": [4]}}
+        )
+    same = resolve_model_options(
+        {"name": "gprec", "head_units": [8], "backbone": {"name": "mlp", "head_units": [8]}}
+    )
+    assert same["backbone"]["head_units"] == [8]
+
+
+def test_a_key_neither_level_knows_is_still_refused():
+    with pytest.raises(ConfigError, match="cross_layers: unknown key"):
+        resolve_model_options({"name": "gprec", "cross_layers": 2})  # the MLP has none
+
+
+def test_the_wrapper_shares_the_backbones_embedding_table(fields):
+    model = build_model(resolve_model_options({"name": "gprec"}), fields)
+    assert isinstance(model, BackboneWrapper)
+    assert model.embedding is model.backbone.embedding
+    tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    assert len(tables) == 1
+
+
+def test_partition_field_defaults_to_gender_and_is_checked():
+    fields = [
+        EncodedField("item_id", Role.ITEM, 9),
+        EncodedField("user_id", Role.PERSONAL, 7),
+        EncodedField("gender", Role.USER, 3),
+        EncodedField("age", Role.USER, 8),
+    ]
+    assert partition_field_index(fields, None) == (2, 3)
+    assert partition_field_index(fields, "age") == (3, 8)
+    with pytest.raises(ConfigError) as err:
+        partition_field_index(fields, "item_id")
+    assert str(err.value) == (
+        "model.partition_field: 'item_id' is an item field; user fields: user_id, gender, age"
+    )
+    with pytest.raises(ConfigError, match="'sex' is not a field of this data; user fields"):
+        partition_field_index(fields, "sex")
+    with pytest.raises(ConfigError, match="no 'gender' field to default to; name one of its"):
+        partition_field_index(toy_fields(), None)
