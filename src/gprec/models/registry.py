@@ -13,7 +13,7 @@ from gprec.errors import ConfigError
 
 _REGISTRY: dict[str, type] = {}
 # Packages whose import registers models; loaded on first use to avoid import cycles.
-_MODEL_PACKAGES = ("gprec.models.backbones", "gprec.models.gprec")
+_MODEL_PACKAGES = ("gprec.models.backbones", "gprec.models.gprec", "gprec.models.user_modeling")
 
 
 def register(name: str):
