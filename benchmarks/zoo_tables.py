@@ -1,4 +1,4 @@
-"""Tables of `zoo_accuracy.py`'s runs: one comparison per dataset and backbone, and a
+"""Tables of `accuracy_runs.py`'s runs: one comparison per dataset and backbone, and a
 Table-III-style summary beside FuxiCTR's AUC for the same model.
 
 Reads `RUNS/<dataset>/<backbone>/<model>/seed-<seed>/metrics.json` (nothing is trained) and
@@ -93,7 +93,7 @@ def summary_markdown(rows: dict[str, list[dict]], devices: set[str]) -> str:
     out = [
         "# The backbone zoo, bare and under GPRec",
         "",
-        "Produced by `benchmarks/zoo_accuracy.py` (training) and `benchmarks/zoo_tables.py`",
+        "Produced by `benchmarks/accuracy_runs.py` (training) and `benchmarks/zoo_tables.py`",
         "(these tables). Protocol: the GPRec paper's (label rating > 3, random 80/10/10 split",
         "fixed by the seed, so runs are paired), embedding 16, batch 4096, Adam lr 0.002, weight",
         "decay 1e-6, at most 100 epochs with early stopping on validation AUC (patience 4),",
@@ -164,7 +164,7 @@ def verdict(dataset: str, ds_rows: list[dict]) -> list[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", help="zoo_accuracy.py's --out")
+    p.add_argument("runs", help="accuracy_runs.py's --out")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "zoo-accuracy"))
     args = p.parse_args()
     runs_root, out_root = Path(args.runs), Path(args.out)

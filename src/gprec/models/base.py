@@ -115,7 +115,9 @@ class Backbone(CTRModel):
     # modulations (`LayerMod`), `input` one whose input can be widened (the contract tests check both).
     gprec_strategies: ClassVar[tuple[str, ...]] = ("input", "dynamic", "ensemble")
 
-    def __init__(self, fields: list[EncodedField], options: BackboneOptions, with_head: bool = True):
+    def __init__(
+        self, fields: list[EncodedField], options: BackboneOptions, with_head: bool = True
+    ):
         super().__init__(fields, options)
         self.head = self.make_own_head() if with_head else None
 

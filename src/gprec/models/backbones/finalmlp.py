@@ -158,13 +158,9 @@ class BilinearFusionHead(nn.Module):
         self.fusion = MultiHeadBilinearFusion(dim1, dim2, num_heads)
         self.in_dim, self.out_dim = dim1 + dim2, 1
 
-    def forward(
-        self, r: torch.Tensor, mods: list[LayerMod | None] | None = None
-    ) -> torch.Tensor:
+    def forward(self, r: torch.Tensor, mods: list[LayerMod | None] | None = None) -> torch.Tensor:
         if mods is not None:
-            raise ValueError(
-                "FinalMLP's bilinear fusion head has no MLP layers to modulate"
-            )
+            raise ValueError("FinalMLP's bilinear fusion head has no MLP layers to modulate")
         o1, o2 = r.split([self.fusion.dim1, self.fusion.dim2], dim=1)
         return self.fusion(o1, o2).unsqueeze(-1)
 

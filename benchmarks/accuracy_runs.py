@@ -1,21 +1,26 @@
-"""Accuracy of the backbone zoo, bare and under GPRec (issue 17, acceptance 3 and 4).
+"""Parallel, resumable training of an accuracy plan: many `gprec train` runs, one per
+(dataset, model, seed), in the layout of `gprec compare` (`OUT/<dataset>/<experiment>/<model>/
+seed-<seed>/`), with each dataset's shipped config and each model's defaults.
 
-The plan: every backbone bare and under GPRec (each strategy it declares) on ML-100K with
-five seeds; all eight bare on ML-1M with three seeds, GPRec around the paper's two headline
-rows (MLP and GDCN). Each (dataset, model, seed) is one `gprec train` run in
-`OUT/<dataset>/<backbone>/<model>/seed-<seed>/` (the layout of `gprec compare`), with the
-dataset's shipped config and the model's defaults; `zoo_tables.py` then reads the runs and
-writes the comparisons (the bare backbone as the pre-specified baseline, GPRec's strategy
-chosen on mean validation AUC) and the Table-III-style summary.
+Plans:
+- `zoo` (issue 17, acceptance 3 and 4): every backbone bare and under GPRec (each strategy it
+  declares) on ML-100K, five seeds; all eight bare on ML-1M, three seeds, with GPRec around
+  the paper's two headline rows (MLP and GDCN). One experiment per backbone; tables:
+  `zoo_tables.py`.
+- `user-modeling` (issue 18, acceptance 2 and 3): MMoE, PLE, STAR, APG, PEPNet and DGPM by
+  name, same datasets and seeds, in experiment `table-ii`; MLP and GPRec(MLP) are the zoo
+  plan's `mlp` experiment. Tables: `user_modeling_tables.py`.
 
 The runs are independent, so they run as parallel processes (longest first). On a CPU
 machine use `--workers 1` (two torch processes on two cores slow each other many times
-over); on a machine with a GPU and many cores, `--device cuda --workers 15` (about 9 minutes
-on one H200 with 16 cores for the 192 runs). A run already finished is not repeated, so a
-second call with the same `--out` completes an interrupted plan.
+over); on a machine with a GPU and many cores, `--device cuda --workers 15` (the zoo plan's
+192 runs took about 9 minutes on one H200 with 16 cores). A run already finished is not
+repeated, so a second call with the same `--out` completes an interrupted plan.
 
-    python benchmarks/zoo_accuracy.py --data-root ../shared/data --out runs/zoo-accuracy
-    python benchmarks/zoo_tables.py runs/zoo-accuracy
+    python benchmarks/accuracy_runs.py --data-root ../shared/data --out runs/accuracy
+    python benchmarks/accuracy_runs.py --plan user-modeling --data-root ../shared/data --out runs/accuracy
+    python benchmarks/zoo_tables.py runs/accuracy
+    python benchmarks/user_modeling_tables.py runs/accuracy
 
 `--deadline SECONDS` stops starting new runs after that long (those started are finished),
 so a bounded machine still returns every finished run.
@@ -38,38 +43,55 @@ from gprec.experiments.compare import parse_model_spec, safe_dirname  # noqa: E4
 from gprec.models.registry import model_class  # noqa: E402
 
 BACKBONES = ["mlp", "deepfm", "dcn", "dcnv2", "gdcn", "finalmlp", "destine", "autoint"]
-# Acceptance 3: every backbone on ML-100K, five seeds; acceptance 4: all eight bare on ML-1M,
-# three seeds, GPRec only around the paper's two headline rows (MLP and GDCN).
-PLAN = {
-    "ml-100k": {"seeds": "2024,2025,2026,2027,2028", "gprec": BACKBONES},
-    "ml-1m": {"seeds": "2024,2025,2026", "gprec": ["mlp", "gdcn"]},
-}
+# Issue 18's Table II lower half: the user-modeling baselines, each by name on the dataset's
+# MLP config with its defaults. MLP and GPRec(MLP) are the zoo plan's `mlp` experiment (same
+# configs and seeds): `user_modeling_tables.py` reads them from there.
+USER_MODELS = ["mmoe", "ple", "star", "apg", "pepnet", "dgpm"]
+SEEDS = {"ml-100k": "2024,2025,2026,2027,2028", "ml-1m": "2024,2025,2026"}
+# zoo (issue 17, acceptance 3 and 4): every backbone on ML-100K, five seeds; all eight bare on
+# ML-1M, three seeds, GPRec only around the paper's two headline rows (MLP and GDCN).
+GPREC_AROUND = {"ml-100k": BACKBONES, "ml-1m": ["mlp", "gdcn"]}
 DATA_SETS = {"ml-1m": ["data.ratings_file=ratings_no_timestamp.dat"]}
 # Rough relative cost of one run, to start the longest first (the pool then packs well).
-COST = {"autoint": 6, "destine": 4, "dcnv2": 2, "gdcn": 2, "finalmlp": 2}
+COST = {"autoint": 6, "destine": 4, "dcnv2": 2, "gdcn": 2, "finalmlp": 2, "gprec": 3}
 
 
 def strategies(backbone: str) -> list[str]:
     return list(model_class(backbone).gprec_strategies)
 
 
-def model_specs(dataset: str, backbone: str) -> tuple[str, list[str]]:
-    """The bare backbone's label and every model spec of its experiment."""
+def model_specs(dataset: str, backbone: str) -> list[str]:
+    """Every model spec of a backbone's zoo experiment, the bare backbone first."""
     specs = [backbone]
-    if backbone in PLAN[dataset]["gprec"]:
+    if backbone in GPREC_AROUND[dataset]:
         for s in strategies(backbone):
             option = "" if backbone == "mlp" else f"[backbone.name={backbone}]"
             specs.append(f"configs/{dataset}/gprec-{s}.yaml{option}")
-    return backbone, specs
+    return specs
 
 
-def run_dir(args, dataset: str, backbone: str, spec: str, seed: str) -> Path:
+def experiments(args, dataset: str) -> dict[str, list[str]]:
+    """The plan's experiments on `dataset`: folder name -> model specs."""
+    if args.plan == "user-modeling":
+        return {"table-ii": USER_MODELS}
+    return {b: model_specs(dataset, b) for b in args.backbones.split(",")}
+
+
+def cost(dataset: str, spec: str) -> int:
+    """A rough relative cost of one run, so the longest start first."""
+    c = 1
+    for key, factor in COST.items():
+        c *= factor if key in spec else 1
+    return c * (10 if dataset == "ml-1m" else 1)
+
+
+def run_dir(args, dataset: str, experiment: str, spec: str, seed: str) -> Path:
     label = safe_dirname(parse_model_spec(spec).label)
-    return Path(args.out) / dataset / backbone / label / f"seed-{seed}"
+    return Path(args.out) / dataset / experiment / label / f"seed-{seed}"
 
 
-def finished(args, dataset: str, backbone: str, spec: str, seed: str) -> bool:
-    return (run_dir(args, dataset, backbone, spec, seed) / "metrics.json").is_file()
+def finished(args, dataset: str, experiment: str, spec: str, seed: str) -> bool:
+    return (run_dir(args, dataset, experiment, spec, seed) / "metrics.json").is_file()
 
 
 def train_command(args, dataset: str, spec: str, seed: str, out: Path) -> list[str]:
@@ -91,6 +113,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", required=True, help="folder holding ml-100k/ and ml-1m/")
     p.add_argument("--out", required=True)
+    p.add_argument("--plan", choices=["zoo", "user-modeling"], default="zoo")
     p.add_argument("--datasets", default="ml-100k,ml-1m")
     p.add_argument("--backbones", default=",".join(BACKBONES))
     p.add_argument("--device", default="cpu")
@@ -102,8 +125,7 @@ def main() -> int:
     args.out = str(Path(args.out).resolve())
     args.data_root = str(Path(args.data_root).resolve())
     if args.seeds:
-        for plan in PLAN.values():
-            plan["seeds"] = args.seeds
+        SEEDS.update(dict.fromkeys(SEEDS, args.seeds))
     os.chdir(ROOT)  # model specs name config files relative to the repository
     path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
@@ -113,19 +135,16 @@ def main() -> int:
 
     jobs = []
     for dataset in args.datasets.split(","):
-        for backbone in args.backbones.split(","):
-            _, specs = model_specs(dataset, backbone)
+        for experiment, specs in experiments(args, dataset).items():
             for spec in specs:
-                cost = COST.get(backbone, 1) * (3 if "gprec" in spec else 1)
-                cost *= 10 if dataset == "ml-1m" else 1
-                for seed in PLAN[dataset]["seeds"].split(","):
-                    jobs.append((cost, dataset, backbone, spec, seed))
+                for seed in SEEDS[dataset].split(","):
+                    jobs.append((cost(dataset, spec), dataset, experiment, spec, seed))
     jobs.sort(key=lambda j: -j[0])
 
     def run(job) -> tuple[str, int]:
-        _, dataset, backbone, spec, seed = job
-        name = f"{dataset}_{backbone}_{safe_dirname(parse_model_spec(spec).label)}_{seed}"
-        out = run_dir(args, dataset, backbone, spec, seed)
+        _, dataset, experiment, spec, seed = job
+        name = f"{dataset}_{experiment}_{safe_dirname(parse_model_spec(spec).label)}_{seed}"
+        out = run_dir(args, dataset, experiment, spec, seed)
         if (out / "metrics.json").is_file():
             return f"{dataset} {spec} seed {seed}: finished before", 0
         if args.deadline is not None and time.monotonic() - started > args.deadline:
