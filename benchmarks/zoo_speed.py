@@ -6,20 +6,35 @@ on the same training split (seed 2024), at 1 torch thread, with the trainer's ow
 models take turns epoch by epoch (round-robin), so a change in the machine's load hits all of
 them alike; one warm-up epoch each is not timed, evaluation is not timed.
 
-FuxiCTR 2.3.10's figures were measured here with its model_zoo classes and in-memory loader
-(embedding 16, batch 4096, Adam, MLP towers [64, 32, 16], 1 torch thread; issue 17 lists the
-settings): the target is at least 5x FuxiCTR's samples/s for each bare backbone. Our bare
-models here use FuxiCTR's linear output layer where it has one (`FUXI_SETTINGS`); not yet like
-for like (review of issue 17): our AutoInt projects its residual in every layer where FuxiCTR
-adds it unprojected when widths match (+33% FLOPs in layer 2), and our DESTINE uses the paper's
-unary term and the official ReLU before the head where FuxiCTR uses a learned unary and no ReLU.
+With `--fuxictr` (FuxiCTR 2.3.10 importable, its model_zoo given by `--fuxictr-zoo`; setup in
+benchmarks/README.md) FuxiCTR's own model of each backbone joins the same round-robin, on the
+same training rows, with the same warm-up and timed epochs (`fuxictr_models.py`: its model_zoo
+class with issue 17's settings, trained by its own `train_step` and optimizer), twice:
+`fuxictr-<name>` fed by its own in-memory loader (`RankDataLoader` over an npz of the rows,
+batch 4096, shuffle), the primary comparison, and `fuxictr-<name>-tensors` fed prebuilt dicts of
+column tensors, so the loader's share shows. The speed-up of each bare backbone is then against
+the measured figure of its loader run; the target is at least 5x. Each FuxiCTR model must have
+learned (training logloss after the timed epochs below its untrained first batch's) or the
+script says so and exits 1. Without `--fuxictr` the speed-ups divide by FuxiCTR's figures
+measured separately for issue 17 (`FUXICTR`, its model_zoo classes and in-memory loader, same
+settings, 1 torch thread), and the Markdown says they are quoted; the JSON keeps those quoted
+figures in either case.
+
+Our bare models use FuxiCTR's linear output layer where it has one (`FUXI_SETTINGS`); not yet
+like for like (review of issue 17): our AutoInt projects its residual in every layer where
+FuxiCTR adds it unprojected when widths match (+33% FLOPs in layer 2), and our DESTINE uses the
+paper's unary term and the official ReLU before the head where FuxiCTR uses a learned unary and
+no ReLU. FuxiCTR also clips gradients (norm 10) and runs torch's plain Adam.
 
     python benchmarks/zoo_speed.py --data-root ../shared/data --epochs 2
+    python benchmarks/zoo_speed.py --fuxictr --fuxictr-zoo /tmp/FuxiCTR/model_zoo --epochs 2
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -71,123 +86,361 @@ FUXI_SETTINGS = {
     "destine": ["model.head_units=[]"],
 }
 DATASETS = {"ml-100k": "configs/ml-100k/mlp.yaml", "ml-1m": "configs/ml-1m/mlp.yaml"}
+FX_LOADER, FX_TENSORS = "fuxictr-{}", "fuxictr-{}-tensors"
 
 
-def configs_for(dataset: str, data_root: Path) -> dict:
+def configs_for(dataset: str, data_root: Path, models: list[str]) -> dict:
     base = ROOT / DATASETS[dataset]
     data = [f"data.path={data_root / dataset}", f"train.seed={SEED}", "train.progress=false"]
     if dataset == "ml-1m" and not (data_root / dataset / "ratings.dat").is_file():
         data.append("data.ratings_file=ratings_no_timestamp.dat")
     out = {}
-    for name in available_models(Backbone):
+    for name in models:
         out[name] = load_config(base, [*data, f"model.name={name}", *FUXI_SETTINGS.get(name, [])])
         strategy = "input" if "input" in model_class(name).gprec_strategies else "ensemble"
         gprec = ROOT / "configs" / dataset / f"gprec-{strategy}.yaml"
-        out[f"gprec-{strategy}({name})"] = load_config(gprec, [*data, f"model.backbone.name={name}"])
+        out[f"gprec-{strategy}({name})"] = load_config(
+            gprec, [*data, f"model.backbone.name={name}"]
+        )
     return out
 
 
-def run_dataset(dataset: str, args: argparse.Namespace) -> dict:
-    configs = configs_for(dataset, Path(args.data_root))
+def fuxictr_runners(fx, data, models: list[str], args: argparse.Namespace) -> dict:
+    """FuxiCTR's model of each backbone, fed by its loader and by tensor batches."""
+    X, y = data.X["train"], data.y["train"]
+    fmap = fx.feature_map(data.fields)
+    loader = fx.make_loader(fmap, X, y, args.fuxictr_workers)
+    runners = {}
+    for name in fuxictr_models(fx, models):
+        for key, feeding in ((FX_LOADER, fx.Feeding.LOADER), (FX_TENSORS, fx.Feeding.TENSORS)):
+            model = fx.build_model(name, fmap, Path(args.fuxictr_zoo), SEED)
+            runners[key.format(name)] = fx.FuxiRunner(
+                name, model, fmap, X, y, feeding, loader, SEED
+            )
+    return runners
+
+
+def fuxictr_models(fx, models: list[str]) -> list[str]:
+    """The backbones that have a FuxiCTR counterpart (`fuxictr_models.MODELS`)."""
+    return [m for m in models if m in fx.MODELS]
+
+
+def fuxictr_info(fx, args: argparse.Namespace, models: list[str]) -> dict:
+    models = fuxictr_models(fx, models)
+    return {
+        "measured": True,
+        "version": fx.FUXICTR_INSTALLED,
+        "version_note": fx.version_note(),
+        "model_zoo": str(Path(args.fuxictr_zoo).resolve()),
+        "classes": {m: fx.MODELS[m][1] for m in models},
+        "settings": {m: fx.SETTINGS[m] for m in models},
+        "common": fx.COMMON | fx.BASE_KWARGS,
+        "batch_size": fx.BATCH_SIZE,
+        "max_gradient_norm": fx.MAX_GRADIENT_NORM,
+        "loader_num_workers": args.fuxictr_workers,
+        "feedings": {
+            FX_LOADER.format("<name>"): "FuxiCTR's RankDataLoader / NpzDataLoader over an npz "
+            "of the training rows (in memory), batch 4096, shuffle=True; its shuffle, gather "
+            "and collate are timed",
+            FX_TENSORS.format("<name>"): "dicts of column tensors from a random permutation, "
+            "built before each epoch's timer (no FuxiCTR loader)",
+        },
+    }
+
+
+def run_dataset(dataset: str, args: argparse.Namespace, models: list[str], fx=None) -> dict:
+    configs = configs_for(dataset, Path(args.data_root), models)
     first = next(iter(configs.values()))
     data = load_dataset(first.data, SEED)
     X, y = as_tensors(data.X["train"], data.y["train"])
-    log(f"{dataset}: {len(y)} training rows, {len(data.fields)} fields, {len(configs)} models")
-    trainers, optimizers, generators = {}, {}, {}
+    fx_runners = fuxictr_runners(fx, data, models, args) if fx else {}
+    log(
+        f"{dataset}: {len(y)} training rows, {len(data.fields)} fields, {len(configs)} models"
+        + (f" + {len(fx_runners)} FuxiCTR runs" if fx_runners else "")
+    )
+    epochs, modules, losses = {}, {}, {}  # epochs: name -> fn(epoch) -> (losses, seconds)
     for name, cfg in configs.items():
         seed_everything(SEED)
         model = build_model(cfg.model, data.fields)
-        trainers[name] = Trainer(model, cfg.train, log=lambda m: None)
-        optimizers[name] = make_adam(model.parameters(), cfg.train.lr, cfg.train.weight_decay)
-        generators[name] = seed_everything(SEED)
-        trainers[name]._train_epoch(X, y, optimizers[name], generators[name], 0)  # warm-up
+        trainer = Trainer(model, cfg.train, log=lambda m: None)
+        optimizer = make_adam(model.parameters(), cfg.train.lr, cfg.train.weight_decay)
+        generator = seed_everything(SEED)
+        epochs[name] = functools.partial(trainer._train_epoch, X, y, optimizer, generator)
+        modules[name] = model
+        if name in models:  # FuxiCTR's models of this backbone take their turns next to it
+            for key in (FX_LOADER.format(name), FX_TENSORS.format(name)):
+                if key in fx_runners:
+                    epochs[key] = fx_runners[key].train_epoch
+                    modules[key] = fx_runners[key].model
+    for name, epoch_fn in epochs.items():
+        epoch_fn(0)  # warm-up
+        losses[name] = []
     quiet = wait_for_quiet(args.max_wait, QUIET_SHARE)
-    meters = {name: [] for name in configs}
+    meters = {name: [] for name in epochs}
     for epoch in range(1, args.epochs + 1):
-        for name, trainer in trainers.items():
+        for name, epoch_fn in epochs.items():
             with CpuMeter() as m:
-                _, seconds = trainer._train_epoch(X, y, optimizers[name], generators[name], epoch)
+                loss, seconds = epoch_fn(epoch)
             m.seconds = seconds
             meters[name].append(m)
+            losses[name].append(loss.get("bce", loss.get("loss")))
             log(f"  {dataset} epoch {epoch} {name}: {seconds:.3f}s{busy_note(m)}")
     col = list(DATASETS).index(dataset)
     results = {}
     for name, ms in meters.items():
         r = summarise(ms, len(y))
-        r["parameters"] = count_parameters(trainers[name].model)
-        r["model"] = configs[name].model
-        bare = name if name in FUXICTR else name.split("(")[1].rstrip(")")
-        r["backbone"] = bare
-        if name in FUXICTR:
-            r["fuxictr_samples_per_second"] = FUXICTR[name][col]
-            r["speedup_vs_fuxictr"] = r["samples_per_second"] / FUXICTR[name][col]
+        r["parameters"] = count_parameters(modules[name])
+        runner = fx_runners.get(name)
+        if runner is None:
+            r["model"] = configs[name].model
+            r["backbone"] = name if name in models else name.split("(")[1].rstrip(")")
+            r["train_bce_per_epoch"] = losses[name]
+        else:
+            r["library"] = f"fuxictr {fx.FUXICTR_INSTALLED}"
+            r["backbone"] = runner.name
+            r["fuxictr_class"] = fx.MODELS[runner.name][1]
+            r["feeding"] = runner.feeding.value
+            r["train_loss_per_epoch"] = losses[name]  # with its regularization, as it logs
+            r["first_batch_logloss"] = runner.first_batch_logloss
+            r["final_train_logloss"] = runner.logloss()
+            r["learned"] = r["final_train_logloss"] < r["first_batch_logloss"]
+            if not r["learned"]:
+                log(
+                    f"  WARNING: {name} did not learn: training logloss "
+                    f"{r['final_train_logloss']:.5f} after the timed epochs, "
+                    f"{r['first_batch_logloss']:.5f} on its first batch untrained"
+                )
         results[name] = r
-    for r in results.values():
-        r["cost_vs_bare"] = r["mean_seconds_per_epoch"] / results[r["backbone"]][
-            "mean_seconds_per_epoch"
-        ]
+    for name in models:
+        r = results[name]
+        quoted = FUXICTR[name][col] if name in FUXICTR else None
+        if FX_LOADER.format(name) in fx_runners:
+            fx_loader = results[FX_LOADER.format(name)]["samples_per_second"]
+            fx_tensors = results[FX_TENSORS.format(name)]["samples_per_second"]
+            r["fuxictr_source"] = "measured"
+            r["fuxictr_samples_per_second"] = fx_loader
+            r["speedup_vs_fuxictr"] = r["samples_per_second"] / fx_loader
+            r["fuxictr_tensors_samples_per_second"] = fx_tensors
+            r["speedup_vs_fuxictr_tensors"] = r["samples_per_second"] / fx_tensors
+            r["fuxictr_quoted_samples_per_second"] = quoted
+        elif quoted is not None:
+            r["fuxictr_source"] = "quoted"
+            r["fuxictr_samples_per_second"] = quoted
+            r["speedup_vs_fuxictr"] = r["samples_per_second"] / quoted
+    for name, r in results.items():
+        if name not in fx_runners:
+            r["cost_vs_bare"] = (
+                r["mean_seconds_per_epoch"] / results[r["backbone"]]["mean_seconds_per_epoch"]
+            )
     shares = [r["max_others_cpu_share"] for r in results.values() if r["max_others_cpu_share"]]
     return {
         "train_rows": len(y),
+        "models": models,
         "results": results,
         "waited_for_quiet": quiet,
         "contended": bool(shares) and max(shares) > QUIET_SHARE,
+        "fuxictr": fuxictr_info(fx, args, models)
+        if fx_runners
+        else {"measured": False, "why": args.fuxictr_absent},
     }
+
+
+def is_fuxictr(r: dict) -> bool:
+    return "library" in r
+
+
+def fuxictr_measured(d: dict) -> bool:
+    return d.get("fuxictr", {}).get("measured", False)
 
 
 def markdown(res: dict) -> str:
     m = res["machine"]
+    datasets = res["datasets"]
+    measured = [k for k, d in datasets.items() if fuxictr_measured(d)]
+    if measured and len(measured) == len(datasets):
+        source = (
+            "FuxiCTR's samples/s were measured in this run, its models taking their turns in "
+            "the same round-robin on the same training rows (`--fuxictr`; its model_zoo classes "
+            "with issue 17's settings, its own train_step and optimizer): the speed-up is "
+            "against FuxiCTR fed by its own in-memory loader"
+        )
+    elif measured:
+        source = (
+            f"FuxiCTR's samples/s were measured side by side on {', '.join(measured)} (see "
+            "each dataset) and quoted from issue 17's separate measurement on the others"
+        )
+    else:
+        source = (
+            "FuxiCTR's samples/s are quoted from issue 17's separate measurement at 1 thread, "
+            "not measured in this run (FuxiCTR was not run: `--fuxictr` not given or FuxiCTR "
+            "not installed): the speed-ups are indicative"
+        )
     lines = [
         "## Training speed of every backbone, bare and under GPRec, vs FuxiCTR 2.3.10",
         "",
         "Timed epochs per model (per dataset below) taken in turns after one warm-up; batch "
         f"4096; {m['cpu_model']}, {m['torch_threads']} torch thread(s), torch {m['torch']}. "
-        f"FuxiCTR's samples/s were measured here at 1 thread (issue 17), not in this run: the "
-        f"speed-ups are indicative until FuxiCTR runs side by side; target >= {TARGET:g}x. "
+        f"{source}; target >= {TARGET:g}x. "
         "Bare models use FuxiCTR's settings where ours differ (linear output layer: "
         f"{', '.join(sorted(FUXI_SETTINGS))}).",
     ]
-    for dataset, d in res["datasets"].items():
+    failed = []
+    for dataset, d in datasets.items():
+        fxm = fuxictr_measured(d)
+        fx_col = "FuxiCTR samples / s (measured)" if fxm else "FuxiCTR samples / s (quoted)"
         lines += [
             "",
             f"### {dataset} ({d['train_rows']:,} training rows, "
             f"{d.get('epochs_timed', 2)} timed epoch(s) per model)",
             "",
-            "| model | parameters | s / epoch | samples / s | FuxiCTR samples / s | speed-up | "
+            f"| model | parameters | s / epoch | samples / s | {fx_col} | speed-up | "
             f">= {TARGET:g}x | cost vs bare |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for name, r in d["results"].items():
+            if is_fuxictr(r):
+                continue
             fx = r.get("fuxictr_samples_per_second")
+            fx = "" if fx is None else f"{fx:,.0f}"
+            if fxm and r.get("fuxictr_source") == "quoted":
+                fx += " (quoted)"  # a backbone without a FuxiCTR model in fuxictr_models.py
             up = r.get("speedup_vs_fuxictr")
             ok = "" if up is None else ("yes" if up >= TARGET else "**no**")
             lines.append(
                 f"| {name} | {r['parameters']:,} | {r['mean_seconds_per_epoch']:.3f} | "
-                f"{r['samples_per_second']:,.0f} | {'' if fx is None else f'{fx:,.0f}'} | "
+                f"{r['samples_per_second']:,.0f} | {fx} | "
                 f"{'' if up is None else f'{up:.2f}x'} | {ok} | {r['cost_vs_bare']:.2f}x |"
             )
+        if fxm:
+            info = d["fuxictr"]
+            note = f" **Note:** {info['version_note']}." if info.get("version_note") else ""
+            lines += [
+                "",
+                f"FuxiCTR {info['version']} in the same round-robin (model_zoo classes: "
+                f"{', '.join(f'{k} = {v}' for k, v in info['classes'].items())}). "
+                "*Its loader*: `RankDataLoader` over an npz of the same rows, in memory, batch "
+                f"4096, shuffle, num_workers={info['loader_num_workers']} (the speed-up above "
+                "is against this). *Tensor batches*: the model fed prebuilt dicts of column "
+                "tensors, no loader. Loader share: the part of its loader run's time that the "
+                "tensor-batch run does not spend. Learned: training logloss after the timed "
+                f"epochs, vs the untrained model's on its first batch.{note}",
+                "",
+                "| backbone | FuxiCTR parameters (ours) | its loader: s / epoch | samples / s | "
+                "tensor batches: s / epoch | samples / s | loader share | quoted (issue 17) | "
+                "ours vs tensor batches | learned |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            for name in info["classes"]:
+                ours = d["results"][name]
+                a = d["results"][FX_LOADER.format(name)]
+                b = d["results"][FX_TENSORS.format(name)]
+                share = 1 - b["mean_seconds_per_epoch"] / a["mean_seconds_per_epoch"]
+                quoted = ours.get("fuxictr_quoted_samples_per_second")
+                learned = []
+                for key, run in ((FX_LOADER, a), (FX_TENSORS, b)):
+                    mark = "" if run["learned"] else " **NO**"
+                    learned.append(
+                        f"{run['first_batch_logloss']:.3f} -> {run['final_train_logloss']:.3f}"
+                        f"{mark}"
+                    )
+                    if not run["learned"]:
+                        failed.append(f"{dataset} {key.format(name)}")
+                lines.append(
+                    f"| {name} | {a['parameters']:,} ({ours['parameters']:,}) | "
+                    f"{a['mean_seconds_per_epoch']:.3f} | {a['samples_per_second']:,.0f} | "
+                    f"{b['mean_seconds_per_epoch']:.3f} | {b['samples_per_second']:,.0f} | "
+                    f"{share:.0%} | {'' if quoted is None else f'{quoted:,.0f}'} | "
+                    f"{ours['speedup_vs_fuxictr_tensors']:.2f}x | {' / '.join(learned)} |"
+                )
+        else:
+            why = d.get("fuxictr", {}).get("why") or "an earlier run without --fuxictr"
+            lines += ["", f"FuxiCTR's figures here are quoted (issue 17), not measured: {why}."]
         if d["contended"]:
             lines += ["", "**Warning:** other processes used the CPUs during timing."]
+    if failed:
+        lines += [
+            "",
+            f"**Warning:** FuxiCTR did not learn in {', '.join(failed)}: its figures there "
+            "are not to be trusted.",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def fuxictr_did_not_learn(res: dict) -> list[str]:
+    return [
+        f"{ds} {name}"
+        for ds, d in res["datasets"].items()
+        for name, r in d["results"].items()
+        if is_fuxictr(r) and not r["learned"]
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--datasets", default="ml-100k,ml-1m")
+    p.add_argument(
+        "--models", default=None, help="comma-separated backbones to measure (default: all)"
+    )
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-wait", type=float, default=600.0, help="seconds to wait for quiet")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument(
+        "--fuxictr",
+        action="store_true",
+        help="train FuxiCTR's model of each backbone in the same round-robin (needs FuxiCTR "
+        "installed and --fuxictr-zoo)",
+    )
+    p.add_argument(
+        "--fuxictr-zoo",
+        default=None,
+        help="the model_zoo directory of a FuxiCTR checkout (its wheel has no model_zoo)",
+    )
+    p.add_argument(
+        "--fuxictr-workers",
+        type=int,
+        default=0,
+        help="num_workers of FuxiCTR's loader (default 0: it works in the timed process)",
+    )
     args = p.parse_args(argv)
+    backbones = available_models(Backbone)
+    models = backbones if args.models is None else args.models.split(",")
+    unknown = [m for m in models if m not in backbones]
+    if unknown:
+        p.error(f"--models: unknown backbone(s) {unknown}; known: {', '.join(backbones)}")
+    datasets = args.datasets.split(",")
+    if [d for d in datasets if d not in DATASETS]:
+        p.error(f"--datasets: choose from {', '.join(DATASETS)}")
+    fx = None
+    args.fuxictr_absent = (
+        "--fuxictr not given" if importlib.util.find_spec("fuxictr") else "FuxiCTR not installed"
+    )
+    if args.fuxictr:
+        try:
+            import fuxictr_models as fx
+        except ImportError as e:
+            p.error(f"--fuxictr needs FuxiCTR 2.3.10 importable ({e}); see benchmarks/README.md")
+        if not args.fuxictr_zoo:
+            p.error("--fuxictr needs --fuxictr-zoo DIR (a FuxiCTR checkout's model_zoo)")
+        missing = [m for m in models if m not in fx.MODELS]
+        if missing:
+            log(f"no FuxiCTR model for {missing}: their speed-ups use the quoted figures")
+        try:
+            for m in fuxictr_models(fx, models):
+                fx.zoo_class(Path(args.fuxictr_zoo), m)
+        except (OSError, ImportError, AttributeError) as e:
+            p.error(f"--fuxictr-zoo: {e}")
+        if fx.version_note():
+            log(f"WARNING: {fx.version_note()}")
     torch.set_num_threads(args.threads)
     # Datasets measured by an earlier run and not asked for now are kept, so ML-100K and ML-1M
     # can be measured at different times (each records its own epochs and quiet check).
     previous = Path(args.out) / f"{NAME}.json"
     kept = json.loads(previous.read_text())["datasets"] if previous.is_file() else {}
     measured = {}
-    for d in args.datasets.split(","):
-        measured[d] = run_dataset(d, args) | {"epochs_timed": args.epochs}
+    for d in datasets:
+        measured[d] = run_dataset(d, args, models, fx) | {"epochs_timed": args.epochs}
     res = {
         "benchmark": NAME,
         "target_speedup": TARGET,
@@ -198,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(res)
     write_results(Path(args.out), NAME, res, md)
     print(md)
+    failed = fuxictr_did_not_learn(res)
+    if failed:
+        log(f"FuxiCTR did not learn in {', '.join(failed)}")
+        return 1
     return 0
 
 
