@@ -70,3 +70,28 @@ def test_early_stopping_respects_patience():
     _, _, result = _fit(max_epochs=50, patience=2, lr=0.05)
     assert result.epochs_run < 50
     assert result.epochs_run == result.best_epoch + 2
+
+
+def test_bf16_precision_trains_in_bfloat16_and_keeps_float32_weights(monkeypatch):
+    """`train.precision: bf16` runs the forward matmuls in bfloat16 under autocast; the weights,
+    the optimizer and evaluation stay float32, and the model learns as well as in float32."""
+    seen = []
+    real_linear = torch.nn.functional.linear
+
+    def spy(x, *args, **kwargs):
+        out = real_linear(x, *args, **kwargs)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "linear", spy)
+    model, trainer, result = _fit(max_epochs=20, lr=0.01, precision="bf16")
+    trained_dtypes = set(seen)
+    assert torch.bfloat16 in trained_dtypes
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    seen.clear()
+    X, y = toy_data(3000)
+    trainer.evaluate(*as_tensors(X[2400:], y[2400:]))
+    assert set(seen) == {torch.float32}  # evaluation is never autocast
+    _, _, fp32 = _fit(max_epochs=20, lr=0.01)
+    assert result.best_valid["auc"] > 0.75
+    assert abs(result.best_valid["auc"] - fp32.best_valid["auc"]) < 0.01

@@ -189,6 +189,12 @@ class TrainConfig(StrictModel):
         "always dropped when the model has BatchNorm, which cannot train on one row)",
     )
     threads: int | None = Field(None, gt=0, description="torch CPU threads; null: torch's default")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="training matmuls in float32, or bfloat16 under autocast (weights, optimizer "
+        "and loss stay float32); bf16 is fast only on hardware with native bfloat16 (CPUs with "
+        "AVX512-BF16 or AMX, recent GPUs) and slow elsewhere",
+    )
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N")
     progress: bool = Field(
         True, description="show a progress bar while training (only on a terminal)"

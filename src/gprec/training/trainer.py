@@ -120,6 +120,12 @@ class Trainer:
             isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()
         )
 
+    def _autocast(self, device: torch.device):
+        """bf16 autocast of the forward pass (`train.precision`); backward follows it. Evaluation
+        stays float32, so metrics never depend on it."""
+        enabled = self.cfg.precision == "bf16"
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
     def _progress(self, batches, total: int, epoch: int):
         show = self.cfg.progress and sys.stderr.isatty()
         return tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=not show)
@@ -135,9 +141,12 @@ class Trainer:
         start = time.perf_counter()
         batches = iterate_batches(X, y, size, order, min_last)
         for xb, yb in self._progress(batches, n_batches, epoch):
-            out = self.model(xb, yb)
-            main = F.binary_cross_entropy_with_logits(out.logit, yb)
-            loss = main + sum(out.aux_losses.values()) if out.aux_losses else main
+            with self._autocast(X.device):
+                out = self.model(xb, yb)
+            main = F.binary_cross_entropy_with_logits(out.logit.float(), yb)
+            loss = (
+                main + sum(v.float() for v in out.aux_losses.values()) if out.aux_losses else main
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
