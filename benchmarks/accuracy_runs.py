@@ -74,6 +74,8 @@ def experiments(args, dataset: str) -> dict[str, list[str]]:
     """The plan's experiments on `dataset`: folder name -> model specs."""
     if args.plan == "user-modeling":
         return {"table-ii": USER_MODELS}
+    if args.bare:
+        return {b: [b] for b in args.backbones.split(",")}
     return {b: model_specs(dataset, b) for b in args.backbones.split(",")}
 
 
@@ -116,6 +118,7 @@ def main() -> int:
     p.add_argument("--plan", choices=["zoo", "user-modeling"], default="zoo")
     p.add_argument("--datasets", default="ml-100k,ml-1m")
     p.add_argument("--backbones", default=",".join(BACKBONES))
+    p.add_argument("--bare", action="store_true", help="zoo plan: the bare backbones only")
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seeds", help="override the plan's seeds (a smoke test)")
