@@ -89,14 +89,26 @@ DATASETS = {"ml-100k": "configs/ml-100k/mlp.yaml", "ml-1m": "configs/ml-1m/mlp.y
 FX_LOADER, FX_TENSORS = "fuxictr-{}", "fuxictr-{}-tensors"
 
 
-def configs_for(dataset: str, data_root: Path, models: list[str]) -> dict:
+def configs_for(
+    dataset: str, data_root: Path, models: list[str], precisions=("fp32",), gprec=True
+) -> dict:
+    """Each backbone bare (FuxiCTR's settings), in each other precision as `<name>@<precision>`,
+    and under GPRec (`input`, or `ensemble` where it declares no `input`)."""
     base = ROOT / DATASETS[dataset]
     data = [f"data.path={data_root / dataset}", f"train.seed={SEED}", "train.progress=false"]
     if dataset == "ml-1m" and not (data_root / dataset / "ratings.dat").is_file():
         data.append("data.ratings_file=ratings_no_timestamp.dat")
     out = {}
     for name in models:
-        out[name] = load_config(base, [*data, f"model.name={name}", *FUXI_SETTINGS.get(name, [])])
+        bare = [*data, f"model.name={name}", *FUXI_SETTINGS.get(name, [])]
+        out[name] = load_config(base, bare)
+        for precision in precisions:
+            if precision != "fp32":
+                out[f"{name}@{precision}"] = load_config(
+                    base, [*bare, f"train.precision={precision}"]
+                )
+        if not gprec:
+            continue
         strategy = "input" if "input" in model_class(name).gprec_strategies else "ensemble"
         gprec = ROOT / "configs" / dataset / f"gprec-{strategy}.yaml"
         out[f"gprec-{strategy}({name})"] = load_config(
@@ -149,7 +161,9 @@ def fuxictr_info(fx, args: argparse.Namespace, models: list[str]) -> dict:
 
 
 def run_dataset(dataset: str, args: argparse.Namespace, models: list[str], fx=None) -> dict:
-    configs = configs_for(dataset, Path(args.data_root), models)
+    configs = configs_for(
+        dataset, Path(args.data_root), models, args.precisions.split(","), not args.no_gprec
+    )
     first = next(iter(configs.values()))
     data = load_dataset(first.data, SEED)
     X, y = as_tensors(data.X["train"], data.y["train"])
@@ -193,7 +207,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, models: list[str], fx=No
         runner = fx_runners.get(name)
         if runner is None:
             r["model"] = configs[name].model
-            r["backbone"] = name if name in models else name.split("(")[1].rstrip(")")
+            r["backbone"] = backbone_of(name, models)
             r["train_bce_per_epoch"] = losses[name]
         else:
             r["library"] = f"fuxictr {fx.FUXICTR_INSTALLED}"
@@ -211,8 +225,8 @@ def run_dataset(dataset: str, args: argparse.Namespace, models: list[str], fx=No
                     f"{r['first_batch_logloss']:.5f} on its first batch untrained"
                 )
         results[name] = r
-    for name in models:
-        r = results[name]
+    for variant in [n for n in results if n in models or n.split("@")[0] in models]:
+        r, name = results[variant], variant.split("@")[0]
         quoted = FUXICTR[name][col] if name in FUXICTR else None
         if FX_LOADER.format(name) in fx_runners:
             fx_loader = results[FX_LOADER.format(name)]["samples_per_second"]
@@ -243,6 +257,13 @@ def run_dataset(dataset: str, args: argparse.Namespace, models: list[str], fx=No
         if fx_runners
         else {"measured": False, "why": args.fuxictr_absent},
     }
+
+
+def backbone_of(name: str, models: list[str]) -> str:
+    """`dcn`, `dcn@bf16` and `gprec-input(dcn)` are all measurements of backbone `dcn`."""
+    if name in models or "@" in name:
+        return name.split("@")[0]
+    return name.split("(")[1].rstrip(")")
 
 
 def is_fuxictr(r: dict) -> bool:
@@ -383,6 +404,14 @@ def main(argv: list[str] | None = None) -> int:
         "--models", default=None, help="comma-separated backbones to measure (default: all)"
     )
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument(
+        "--precisions",
+        default="fp32",
+        help="comma-separated train.precision values for the bare backbones (fp32,bf16: each "
+        "backbone also as <name>@bf16)",
+    )
+    p.add_argument("--no-gprec", action="store_true", help="the bare backbones only")
+    p.add_argument("--name", default=NAME, help=f"results file name under --out (default {NAME})")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-wait", type=float, default=600.0, help="seconds to wait for quiet")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -436,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     # Datasets measured by an earlier run and not asked for now are kept, so ML-100K and ML-1M
     # can be measured at different times (each records its own epochs and quiet check).
-    previous = Path(args.out) / f"{NAME}.json"
+    previous = Path(args.out) / f"{args.name}.json"
     kept = json.loads(previous.read_text())["datasets"] if previous.is_file() else {}
     measured = {}
     for d in datasets:
@@ -449,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(args.threads),
     }
     md = markdown(res)
-    write_results(Path(args.out), NAME, res, md)
+    write_results(Path(args.out), args.name, res, md)
     print(md)
     failed = fuxictr_did_not_learn(res)
     if failed:
