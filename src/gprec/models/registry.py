@@ -39,7 +39,10 @@ def available_models(kind: type | None = None) -> list[str]:
 
 
 def unknown_model_message(name: str, choices: list[str], label: str = "available") -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
+    # Same letters in another order (a swap: 'mpl') first, then the closest spelling.
+    close = [c for c in choices if sorted(c) == sorted(name)] or difflib.get_close_matches(
+        name, choices, n=1
+    )
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"unknown model '{name}'{hint}; {label}: {', '.join(choices)}"
 
