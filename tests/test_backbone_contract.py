@@ -35,7 +35,9 @@ def backbone(name, **opts) -> Backbone:
 def gprec(name, strategy, **opts) -> GPRec:
     torch.manual_seed(0)
     cfg = {"name": "gprec", "n_groups": 3, "embedding_dim": D, "strategy": strategy}
-    return build_model(resolve_model_options({**cfg, "backbone": {"name": name}, **opts}), toy_fields())
+    return build_model(
+        resolve_model_options({**cfg, "backbone": {"name": name}, **opts}), toy_fields()
+    )
 
 
 def batch(n=64, seed=0):
@@ -88,6 +90,9 @@ def test_the_head_declares_what_the_strategies_need(name):
         assert model.head.accepts_extra_inputs
     if "dynamic" in declared:
         assert model.head.accepts_layer_mods and model.head.layer_shapes
+    # What wrappers read at config time, before any head exists, is what the head does.
+    assert model.head.accepts_layer_mods == type(model).head_accepts_layer_mods
+    assert ("dynamic" in declared) == type(model).head_accepts_layer_mods
 
 
 def _dense_reference(model: GPRec, x: torch.Tensor) -> torch.Tensor:
@@ -112,13 +117,20 @@ def _dense_reference(model: GPRec, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "name, strategy",
-    [(n, s) for n in BACKBONES for s in STRATEGIES if s in registry.model_class(n).gprec_strategies],
+    [
+        (n, s)
+        for n in BACKBONES
+        for s in STRATEGIES
+        if s in registry.model_class(n).gprec_strategies
+    ],
 )
 def test_each_declared_strategy_trains_and_equals_the_dense_formulation(name, strategy):
     model = gprec(name, strategy)
     x, y = batch(32)
     out = model(x, y)
-    assert out.logit.shape == (32,) and {"group", "contrastive", "orthogonal"} <= set(out.aux_losses)
+    assert out.logit.shape == (32,) and {"group", "contrastive", "orthogonal"} <= set(
+        out.aux_losses
+    )
     (F.binary_cross_entropy_with_logits(out.logit, y) + sum(out.aux_losses.values())).backward()
     assert model.pos.grad.abs().sum() > 0 and model.embedding.table.weight.grad.abs().sum() > 0
     model.eval()
@@ -189,7 +201,9 @@ def test_drop_last_drops_the_partial_batch():
     cfg = TrainConfig(batch_size=4, drop_last=True)
     trainer = Trainer(backbone("mlp"), cfg, log=lambda m: None)
     seen = []
-    trainer.model.forward = lambda x, y=None, f=trainer.model.forward: seen.append(len(x)) or f(x, y)
+    trainer.model.forward = lambda x, y=None, f=trainer.model.forward: (
+        seen.append(len(x)) or f(x, y)
+    )
     trainer._train_epoch(X, y, torch.optim.SGD(trainer.model.parameters(), lr=0.1), None, 1)
     assert seen == [4, 4]
 

@@ -8,10 +8,11 @@ from conftest import toy_data, toy_fields
 from gprec.config import TrainConfig, parse_config
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
+from gprec.layers.dedup import radix_multipliers
 from gprec.layers.embedding import FieldEmbedding
 from gprec.layers.factored import cosine, orthogonal_loss
 from gprec.layers.group import BatchedGroupMLP, gumbel_pair_masks
-from gprec.models.gprec import GPRec, radix_multipliers
+from gprec.models.gprec import GPRec
 from gprec.models.gprec_strategies import logit_of_mean_probability
 from gprec.models.registry import build_model, resolve_model_options
 from gprec.training.trainer import Trainer, as_tensors
@@ -455,7 +456,7 @@ def test_dedup_users_falls_back_when_keys_would_overflow():
     x[8:] = x[:8]
     ref, fast = make(dedup_users=False), make()
     fast.load_state_dict(ref.state_dict())
-    fast._radix_ok = False  # as with huge cardinalities: unique rows instead of keys
+    fast.distinct_users._radix_ok = False  # as with huge cardinalities: unique rows instead of keys
     assert torch.allclose(ref.eval()(x).logit, fast.eval()(x).logit, atol=1e-6)
 
 

@@ -130,3 +130,18 @@ def test_mlp_shapes_and_options():
     assert m(torch.randn(3, 8)).shape == (3, 1)
     assert m.out_dim == 1
     assert any(isinstance(layer, torch.nn.BatchNorm1d) for layer in m.modules())
+
+
+def test_distinct_rows_gathers_back_exactly():
+    from gprec.layers.dedup import DistinctRows
+
+    cols = torch.tensor([[1, 2], [3, 1], [1, 2], [0, 0], [3, 1], [1, 2]])
+    for radix in (True, False):
+        dr = DistinctRows([4, 3])
+        dr._radix_ok = radix  # keys by one int64, or compares whole rows (huge vocabularies)
+        first, inverse = dr(cols)
+        assert len(first) == 3 and torch.equal(cols[first][inverse], cols)
+        assert all(
+            int(f) == min(i for i in range(6) if torch.equal(cols[i], cols[f])) for f in first
+        )
+    assert DistinctRows([4, 3])(torch.tensor([[1, 2], [2, 1]])) is None  # all distinct: no work

@@ -332,8 +332,8 @@ def test_default_partition_field_is_gender():
     [
         ({"backbone": {"name": "finalmlp"}},
          "model.backbone.name: STAR scales each layer of the backbone's prediction head per "
-         "partition, and backbone 'finalmlp' has a head without such layers; supported "
-         "backbones: autoint, dcn, dcnv2, deepfm, destine, gdcn, mlp"),
+         "partition, which 'finalmlp' does not allow (supported backbones: autoint, dcn, "
+         "dcnv2, deepfm, destine, gdcn, mlp)"),
         ({"norm_momentum": 0}, "model.norm_momentum"),
         ({"norm_eps": -1}, "model.norm_eps"),
         ({"aux_units": [0]}, "model.aux_units"),

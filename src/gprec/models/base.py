@@ -114,6 +114,9 @@ class Backbone(CTRModel):
     # GPRec strategies this backbone supports; `dynamic` needs a head that takes weight
     # modulations (`LayerMod`), `input` one whose input can be widened (the contract tests check both).
     gprec_strategies: ClassVar[tuple[str, ...]] = ("input", "dynamic", "ensemble")
+    # Whether its head takes per-layer `LayerMod`s (an MLP head does): what GPRec's `dynamic`,
+    # STAR, APG, PEPNet's PPNet and DGPM need, read at config time before any head is built.
+    head_accepts_layer_mods: ClassVar[bool] = True
 
     def __init__(
         self, fields: list[EncodedField], options: BackboneOptions, with_head: bool = True

@@ -37,6 +37,7 @@ from torch import nn
 from gprec.config import key_error
 from gprec.data.schema import EncodedField, Role, fields_of_role
 from gprec.errors import ConfigError
+from gprec.layers.dedup import DistinctRows
 from gprec.layers.factored import GroupRep, Part, PersonalRep, reduce_cosine
 from gprec.layers.group import BatchedGroupMLP, gumbel_pair_masks
 from gprec.layers.mlp import MLP
@@ -125,15 +126,6 @@ class GPRecOptions(WrapperOptions):
         return self
 
 
-def radix_multipliers(cardinalities: list[int]) -> torch.Tensor | None:
-    """Multipliers making `row @ m` a unique int64 key per row of field indices; None on overflow."""
-    total, mult = 1, []
-    for c in cardinalities:
-        mult.append(total)
-        total *= c
-    return torch.tensor(mult, dtype=torch.long) if total < 2**62 else None
-
-
 @register("gprec")
 class GPRec(BackboneWrapper):
     """GPRec around a registered backbone (`options.backbone`).
@@ -172,13 +164,7 @@ class GPRec(BackboneWrapper):
         self.register_buffer(
             "personal_idx", torch.tensor(personal, dtype=torch.long), persistent=False
         )
-        radix = radix_multipliers([fields[i].cardinality for i in users])
-        self._radix_ok = radix is not None
-        self.register_buffer(
-            "user_radix",
-            radix if radix is not None else torch.ones(len(users), dtype=torch.long),
-            persistent=False,
-        )
+        self.distinct_users = DistinctRows([fields[i].cardinality for i in users])
 
         self.n_groups = G = o.n_groups
         self.dual = o.group_embedding == "dual"
@@ -209,18 +195,10 @@ class GPRec(BackboneWrapper):
         e_u = emb.index_select(1, self.user_idx)
         if not self.options.dedup_users:
             return self.classifier(e_u.flatten(1))
-        xu = x.index_select(1, self.user_idx)
-        if self._radix_ok:
-            # multiply-and-sum, not a matmul: CUDA has no integer matmul
-            _, inverse = torch.unique((xu * self.user_radix).sum(1), return_inverse=True)
-        else:
-            _, inverse = torch.unique(xu, dim=0, return_inverse=True)
-        n_unique = int(inverse.max()) + 1 if inverse.numel() else 0
-        if n_unique == x.shape[0]:
+        distinct = self.distinct_users(x.index_select(1, self.user_idx))
+        if distinct is None:
             return self.classifier(e_u.flatten(1))
-        rows = torch.arange(x.shape[0], device=x.device)
-        first = torch.full((n_unique,), x.shape[0], dtype=torch.long, device=x.device)
-        first.scatter_reduce_(0, inverse, rows, reduce="amin")
+        first, inverse = distinct
         return self.classifier(e_u[first].flatten(1))[inverse]
 
     def _memberships(self, scores: torch.Tensor, noisy: bool) -> torch.Tensor:

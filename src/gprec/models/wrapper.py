@@ -12,8 +12,11 @@ its own file holds only its mechanism. This module gives it:
   keeps its head and the wrapper its defaults.
 - `BackboneWrapper`: builds the backbone (`with_head` where the wrapper calls it), shares its
   embedding table, and indexes field roles.
+- `require_layer_mods`: the config-time check of a wrapper that modulates the backbone head's
+  layers (`LayerMod`s) that the backbone's head takes them (`head_accepts_layer_mods`).
 - `PartitionOptions` / `partition_field_index`: a user field naming the partition of each
-  sample (MMoE, PLE and STAR split users by it), checked against the dataset's fields.
+  sample (MMoE, PLE and STAR split users by it), checked against the dataset's fields;
+  `field_positions` for options that name fields.
 """
 
 from __future__ import annotations
@@ -127,6 +130,23 @@ class WrapperOptions(ModelOptions):
         )
 
 
+def backbones_with_layer_mods() -> list[str]:
+    """Backbones whose prediction head takes per-layer `LayerMod`s."""
+    return [n for n in available_models(Backbone) if model_class(n).head_accepts_layer_mods]
+
+
+def require_layer_mods(backbone: str, what: str, hint: str = "") -> None:
+    """A config error at `model.backbone.name` when that backbone's head takes no `LayerMod`s;
+    `what` says what the wrapper does to the head's layers ("STAR scales ...")."""
+    if not model_class(backbone).head_accepts_layer_mods:
+        raise key_error(
+            ("backbone", "name"),
+            f"{what}, which '{backbone}' does not allow (supported backbones: "
+            f"{', '.join(backbones_with_layer_mods())}){hint}",
+            backbone,
+        )
+
+
 class BackboneWrapper(CTRModel):
     """Base of a model around `options.backbone`: `self.backbone` keeps its embedding table,
     `represent` and head (built only when `with_head`); `self.embedding` *is* that table."""
@@ -153,6 +173,18 @@ class BackboneWrapper(CTRModel):
         positions = fields_of_role(self.fields, *roles)
         self.register_buffer(name, torch.tensor(positions, dtype=torch.long), persistent=False)
         return positions
+
+
+def field_positions(fields: list[EncodedField], names: list[str], key: str) -> list[int]:
+    """Positions of the named fields; a `ConfigError` at `key` naming the fields otherwise."""
+    known = [f.name for f in fields]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key}: a field is named twice in {names}")
+    missing = [n for n in names if n not in known]
+    if missing or not names:
+        what = f"{', '.join(missing)} not a field of this data" if missing else "empty"
+        raise ConfigError(f"{key}: {what}; fields: {', '.join(known)}")
+    return [known.index(n) for n in names]
 
 
 # The partition MovieLens users are split by in the papers' user-modeling baselines.

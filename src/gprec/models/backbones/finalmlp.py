@@ -169,6 +169,7 @@ class BilinearFusionHead(nn.Module):
 class FinalMLP(Backbone):
     description = "FinalMLP: two gated MLP streams, a multi-head bilinear fusion as the head"
     gprec_strategies = ("ensemble",)
+    head_accepts_layer_mods = False  # a bilinear fusion, no MLP layers
     Options = FinalMLPOptions
 
     def __init__(

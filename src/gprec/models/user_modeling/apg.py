@@ -73,55 +73,17 @@ from torch import nn
 from gprec.config import key_error
 from gprec.data.schema import EncodedField, Role, fields_of_role
 from gprec.errors import ConfigError
+from gprec.layers.dedup import DistinctRows
 from gprec.layers.group import BatchedGroupMLP
 from gprec.layers.mlp import MLP, LayerMod
-from gprec.models.base import Backbone, ModelOutput, Width
-from gprec.models.gprec import radix_multipliers
-from gprec.models.registry import available_models, model_class, register
-from gprec.models.wrapper import BackboneWrapper, WrapperOptions
-
-
-def layer_mod_backbones() -> list[str]:
-    """Backbones whose head takes per-layer `LayerMod`s: GPRec's `dynamic` strategy needs
-    exactly that, so a backbone declares it by supporting `dynamic`."""
-    return [n for n in available_models(Backbone) if "dynamic" in model_class(n).gprec_strategies]
-
-
-def require_layer_mods(backbone: str, model: str, hint: str = "") -> None:
-    """A config error at `model.backbone.name` when that backbone's head takes no layer mods."""
-    supported = layer_mod_backbones()
-    if backbone not in supported:
-        raise key_error(
-            ("backbone", "name"),
-            f"{model} modulates the layers of the backbone's prediction head, which "
-            f"'{backbone}' does not allow (supported backbones: {', '.join(supported)}){hint}",
-            backbone,
-        )
-
-
-def check_head_takes_mods(wrapper: BackboneWrapper, model: str) -> list[tuple[int, int]]:
-    """The head's `(in, out)` per linear layer, or a `ConfigError` when it takes no mods (a
-    backbone registered with `dynamic` but a head that refuses it)."""
-    head = wrapper.backbone.head
-    if not getattr(head, "accepts_layer_mods", False):
-        name = wrapper.options.backbone["name"]
-        raise ConfigError(
-            f"model.backbone.name: {model} modulates the prediction head's layers, which "
-            f"'{name}' does not allow (supported backbones: {', '.join(layer_mod_backbones())})"
-        )
-    return list(head.layer_shapes)
-
-
-def field_positions(fields: list[EncodedField], names: list[str], key: str) -> list[int]:
-    """Positions of the named fields; a `ConfigError` at `key` naming the fields otherwise."""
-    known = [f.name for f in fields]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{key}: a field is named twice in {names}")
-    missing = [n for n in names if n not in known]
-    if missing or not names:
-        what = f"{', '.join(missing)} not a field of this data" if missing else "empty"
-        raise ConfigError(f"{key}: {what}; fields: {', '.join(known)}")
-    return [known.index(n) for n in names]
+from gprec.models.base import ModelOutput, Width
+from gprec.models.registry import register
+from gprec.models.wrapper import (
+    BackboneWrapper,
+    WrapperOptions,
+    field_positions,
+    require_layer_mods,
+)
 
 
 class APGOptions(WrapperOptions):
@@ -164,7 +126,9 @@ class APGOptions(WrapperOptions):
 
     @model_validator(mode="after")
     def _fits_the_head(self) -> APGOptions:
-        require_layer_mods(self.backbone["name"], "APG")
+        require_layer_mods(
+            self.backbone["name"], "APG generates the layers of the backbone's prediction head"
+        )
         units = self.backbone.get("head_units") or []
         if not units:
             raise key_error(
@@ -230,7 +194,7 @@ class APG(BackboneWrapper):
     def __init__(self, fields: list[EncodedField], options: APGOptions):
         super().__init__(fields, options)
         o = options
-        shapes = check_head_takes_mods(self, "APG")
+        shapes = list(self.backbone.head.layer_shapes)
         d = self.embedding_dim
         if o.condition_fields is None:
             condition = fields_of_role(fields, Role.PERSONAL, Role.USER)
@@ -242,13 +206,7 @@ class APG(BackboneWrapper):
         else:
             condition = field_positions(fields, o.condition_fields, "model.condition_fields")
         self.register_buffer("condition_idx", torch.tensor(condition), persistent=False)
-        radix = radix_multipliers([fields[i].cardinality for i in condition])
-        self._radix_ok = radix is not None
-        self.register_buffer(
-            "condition_radix",
-            radix if radix is not None else torch.ones(len(condition), dtype=torch.long),
-            persistent=False,
-        )
+        self.distinct_conditions = DistinctRows([fields[i].cardinality for i in condition])
         if o.rank > shapes[0][0]:
             raise ConfigError(f"model.rank: {o.rank} exceeds the head's input width {shapes[0][0]}")
         # Generated layers: the hidden ones with rank k, and the 1-wide output layer (rank 1)
@@ -302,16 +260,10 @@ class APG(BackboneWrapper):
         rows = emb.index_select(1, self.condition_idx)
         if not self.options.dedup_condition:
             return rows.flatten(1), None
-        xc = x.index_select(1, self.condition_idx)
-        if self._radix_ok:  # multiply-and-sum, not a matmul: CUDA has no integer matmul
-            _, inverse = torch.unique((xc * self.condition_radix).sum(1), return_inverse=True)
-        else:
-            _, inverse = torch.unique(xc, dim=0, return_inverse=True)
-        n_unique = int(inverse.max()) + 1 if inverse.numel() else 0
-        if n_unique == x.shape[0]:
+        distinct = self.distinct_conditions(x.index_select(1, self.condition_idx))
+        if distinct is None:
             return rows.flatten(1), None
-        first = torch.full((n_unique,), x.shape[0], dtype=torch.long, device=x.device)
-        first.scatter_reduce_(0, inverse, torch.arange(x.shape[0], device=x.device), "amin")
+        first, inverse = distinct
         # The same table rows either way: their gradient sums over the samples sharing them.
         return rows.index_select(0, first).flatten(1), inverse
 

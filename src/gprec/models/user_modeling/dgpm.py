@@ -98,20 +98,13 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from gprec.config import key_error
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
+from gprec.layers.dedup import DistinctRows
 from gprec.layers.mlp import MLP, LayerMod
-from gprec.models.base import Backbone, ModelOutput, Width
-from gprec.models.gprec import radix_multipliers
-from gprec.models.registry import available_models, model_class, register
-from gprec.models.wrapper import BackboneWrapper, WrapperOptions
-
-
-def backbones_accepting_layer_mods() -> list[str]:
-    """Backbones whose head takes per-sample weight modulations (they declare GPRec's
-    `dynamic` strategy, which needs exactly that)."""
-    return [n for n in available_models(Backbone) if "dynamic" in model_class(n).gprec_strategies]
+from gprec.models.base import ModelOutput, Width
+from gprec.models.registry import register
+from gprec.models.wrapper import BackboneWrapper, WrapperOptions, require_layer_mods
 
 
 class DGPMOptions(WrapperOptions):
@@ -149,15 +142,10 @@ class DGPMOptions(WrapperOptions):
     def _head_accepts_layer_mods(self) -> DGPMOptions:
         """DGPM only modulates the head's weights: a head without MLP layers is refused before
         any data is read."""
-        name = self.backbone["name"]
-        if "dynamic" not in model_class(name).gprec_strategies:
-            raise key_error(
-                ("backbone", "name"),
-                f"DGPM sets the prediction MLP's weights per sample, and backbone '{name}' has "
-                "a head that takes no layer modulations; supported backbones: "
-                + ", ".join(backbones_accepting_layer_mods()),
-                name,
-            )
+        require_layer_mods(
+            self.backbone["name"],
+            "DGPM sets the weights of the backbone's prediction head per sample",
+        )
         return self
 
 
@@ -176,11 +164,6 @@ class DGPM(BackboneWrapper):
     def __init__(self, fields: list[EncodedField], options: DGPMOptions):
         super().__init__(fields, options)
         o, bb = options, self.backbone
-        if not getattr(bb.head, "accepts_layer_mods", False):  # a backbone declaring wrongly
-            raise ConfigError(
-                f"model.backbone.name: the head of '{o.backbone['name']}' takes no layer "
-                f"modulations; supported backbones: {', '.join(backbones_accepting_layer_mods())}"
-            )
         users = self.register_field_index("user_idx", (Role.PERSONAL, Role.USER))
         if not users:
             raise ConfigError(
@@ -207,8 +190,7 @@ class DGPM(BackboneWrapper):
                     params[:, start : start + n].uniform_(-bound, bound)
                 start += n
         self.group_params = nn.Parameter(params)
-        radix = radix_multipliers([fields[i].cardinality for i in users])
-        self.register_buffer("user_radix", radix, persistent=False)  # None: dedup by rows
+        self.distinct_users = DistinctRows([fields[i].cardinality for i in users])
 
     # -- distinct users ----------------------------------------------------------
     def _distinct_users(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -216,19 +198,7 @@ class DGPM(BackboneWrapper):
         user; None when every row is distinct or dedup is off."""
         if not self.options.dedup_users:
             return None
-        xu = x.index_select(1, self.user_idx)
-        if self.user_radix is not None:
-            # multiply-and-sum, not a matmul: CUDA has no integer matmul
-            _, inverse = torch.unique((xu * self.user_radix).sum(1), return_inverse=True)
-        else:
-            _, inverse = torch.unique(xu, dim=0, return_inverse=True)
-        n_unique = int(inverse.max()) + 1 if inverse.numel() else 0
-        if n_unique == x.shape[0]:
-            return None
-        rows = torch.arange(x.shape[0], device=x.device)
-        first = torch.full((n_unique,), x.shape[0], dtype=torch.long, device=x.device)
-        first.scatter_reduce_(0, inverse, rows, reduce="amin")
-        return first, inverse
+        return self.distinct_users(x.index_select(1, self.user_idx))
 
     # -- assignment ------------------------------------------------------------
     def _assign(self, emb: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:

@@ -67,16 +67,13 @@ from gprec.errors import ConfigError
 from gprec.layers.mlp import MLP, LayerMod
 from gprec.models.base import ModelOutput, Width
 from gprec.models.registry import register
-from gprec.models.user_modeling.apg import (
-    check_head_takes_mods,
-    field_positions,
-    require_layer_mods,
-)
 from gprec.models.wrapper import (
     BackboneWrapper,
     PartitionOptions,
     WrapperOptions,
+    field_positions,
     partition_field_index,
+    require_layer_mods,
 )
 
 
@@ -117,7 +114,9 @@ class PEPNetOptions(WrapperOptions, PartitionOptions):
             )
         if self.ppnet:
             require_layer_mods(
-                self.backbone["name"], "PEPNet's PPNet", "; or set ppnet: false (EPNet alone)"
+                self.backbone["name"],
+                "PEPNet's PPNet gates the layers of the backbone's prediction head",
+                "; or set ppnet: false (EPNet alone)",
             )
         return self
 
@@ -160,7 +159,7 @@ class PEPNet(BackboneWrapper):
         self.pp_second = nn.ModuleList()
         self.pp_layers: list[int] = []
         if o.ppnet:
-            shapes = check_head_takes_mods(self, "PEPNet's PPNet")
+            shapes = list(self.backbone.head.layer_shapes)
             prior = self._prior_positions(fields, o.prior_fields)
             self.register_buffer("prior_idx", torch.tensor(prior), persistent=False)
             first = 0 if o.ppnet_layers == "all" else 1

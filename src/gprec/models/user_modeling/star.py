@@ -82,20 +82,15 @@ from gprec.data.schema import EncodedField
 from gprec.errors import ConfigError
 from gprec.layers.mlp import MLP, LayerMod
 from gprec.layers.partition_norm import PartitionedNorm
-from gprec.models.base import Backbone, ModelOutput, Representation, Width
-from gprec.models.registry import available_models, model_class, register
+from gprec.models.base import ModelOutput, Representation, Width
+from gprec.models.registry import register
 from gprec.models.wrapper import (
     BackboneWrapper,
     PartitionOptions,
     WrapperOptions,
     partition_field_index,
+    require_layer_mods,
 )
-
-
-def backbones_with_modulable_heads() -> list[str]:
-    """Backbones whose head takes per-layer `LayerMod`s. Read from the class: the `dynamic`
-    GPRec strategy needs exactly that, and the contract suite checks the built head."""
-    return [n for n in available_models(Backbone) if "dynamic" in model_class(n).gprec_strategies]
 
 
 class STAROptions(WrapperOptions, PartitionOptions):
@@ -130,16 +125,10 @@ class STAROptions(WrapperOptions, PartitionOptions):
 
     @model_validator(mode="after")
     def _head_takes_layer_mods(self) -> STAROptions:
-        name = self.backbone["name"]
-        supported = backbones_with_modulable_heads()
-        if name not in supported:
-            raise key_error(
-                ("backbone", "name"),
-                f"STAR scales each layer of the backbone's prediction head per partition, and "
-                f"backbone '{name}' has a head without such layers; supported backbones: "
-                f"{', '.join(supported)}",
-                name,
-            )
+        require_layer_mods(
+            self.backbone["name"],
+            "STAR scales each layer of the backbone's prediction head per partition",
+        )
         if self.aux_fields and not self.auxiliary:
             raise key_error(
                 ("aux_fields",),
@@ -168,12 +157,6 @@ class STAR(BackboneWrapper):
         super().__init__(fields, options)
         o = options
         head = self.backbone.head
-        if not getattr(head, "accepts_layer_mods", False):
-            raise ConfigError(
-                f"model.backbone.name: STAR needs a head that takes layer modulations, and "
-                f"backbone '{o.backbone['name']}' has one that does not; supported backbones: "
-                f"{', '.join(backbones_with_modulable_heads())}"
-            )
         self.partition_column, self.n_partitions = partition_field_index(fields, o.partition_field)
         P = self.n_partitions
         if P > o.max_partitions:
