@@ -67,6 +67,19 @@ def write_ml100k(directory, n_users=30, n_items=20, n_ratings=600, seed=0):
 # -- plain-torch references shared by the model tests -------------------------------------
 
 
+def train_steps(model, x, y, steps: int = 30, lr: float = 0.01) -> list[float]:
+    """Adam steps on one batch; the main BCE after each (what the loss-decrease tests read)."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x, y).logit, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def index_batch(n: int = 32) -> torch.Tensor:
     """`toy_data`'s index matrix alone, as a tensor."""
     X, _ = toy_data(n)

@@ -1,15 +1,13 @@
 """APG (models/user_modeling/apg.py): shapes, training, the generated weights against a hand
 computation of U S(z_b) V, the head run with them, the options and their errors, the CLI."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import field_offsets, toy_data, toy_fields, write_ml100k
-from gprec.cli.main import main
+from conftest import field_offsets, toy_data, toy_fields, train_steps
 from gprec.config import parse_config
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
@@ -64,14 +62,7 @@ def test_shapes_and_defaults():
 def test_a_few_training_steps_lower_the_loss(opts):
     model = make(**opts)
     x, y = batch(256)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    losses = []
-    for _ in range(30):
-        loss = F.binary_cross_entropy_with_logits(model(x, y).logit, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(model, x, y, steps=30, lr=0.01)
     assert losses[-1] < losses[0] - 0.05
 
 
@@ -238,26 +229,3 @@ def test_unknown_condition_fields_are_a_config_error_naming_the_fields():
     items_only = [EncodedField("item", Role.ITEM, 5), EncodedField("genre", Role.ITEM, 3)]
     with pytest.raises(ConfigError, match="no personal or user field"):
         make(fields=items_only)
-
-
-def test_cli_trains_apg_on_the_ml100k_mlp_config(tmp_path):
-    write_ml100k(tmp_path / "ml-100k")
-    out = tmp_path / "run"
-    args = [
-        "train", "-c", str(ROOT / "configs/ml-100k/mlp.yaml"),
-        "--set", "model.name=apg", "--set", f"data.path={tmp_path / 'ml-100k'}",
-        "--set", f"data.cache_dir={tmp_path / 'cache'}",
-        "--set", "train.max_epochs=1", "--set", "train.progress=false", "--out", str(out),
-    ]  # fmt: skip
-    assert main(args) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert "test" in metrics
-
-
-def test_the_model_config_file_is_the_defaults():
-    """configs/models/apg.yaml states the defaults, and lays over a dataset config."""
-    import yaml
-
-    section = yaml.safe_load((ROOT / "configs/models/apg.yaml").read_text())["model"]
-    resolved = resolve_model_options(section)
-    assert resolved == resolve_model_options({"name": "apg"})

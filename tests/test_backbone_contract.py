@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import toy_data, toy_fields
+from conftest import toy_data, toy_fields, train_steps
 from gprec.cli.main import main
 from gprec.config import TrainConfig, parse_config
 from gprec.errors import ConfigError
@@ -71,14 +71,7 @@ def test_shapes_and_predict_equal_forward(name):
 def test_a_few_training_steps_lower_the_loss(name):
     model = backbone(name)
     x, y = batch(256)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    losses = []
-    for _ in range(30):
-        loss = F.binary_cross_entropy_with_logits(model(x, y).logit, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(model, x, y, steps=30, lr=0.01)
     assert losses[-1] < losses[0] - 0.05
 
 

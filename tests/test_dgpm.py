@@ -2,15 +2,13 @@
 computation (softmax-of-cosine assignments; the head run with each sample's group-weighted
 weights, written out per sample), that it starts as its backbone, and its config errors."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import index_batch, toy_data, toy_fields, write_ml100k
-from gprec.cli.main import main
+from conftest import index_batch, toy_data, toy_fields, train_steps
 from gprec.config import parse_config
 from gprec.data.schema import Role
 from gprec.errors import ConfigError
@@ -60,14 +58,7 @@ def test_a_few_training_steps_lower_the_loss(mode):
     model = dgpm(**mode)
     X, y = toy_data(256)
     x, y = torch.from_numpy(X), torch.from_numpy(y)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    losses = []
-    for _ in range(30):
-        loss = F.binary_cross_entropy_with_logits(model(x, y).logit, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(model, x, y, steps=30, lr=0.01)
     assert losses[-1] < losses[0] - 0.05
     # every parameter learns (the group embeddings and f_u once the deltas left zero)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
@@ -234,24 +225,3 @@ def test_data_without_user_fields_is_refused():
     fields = toy_fields(cards=(50, 6), roles=[Role.ITEM, Role.ITEM])
     with pytest.raises(ConfigError, match="needs at least one personal or user field"):
         dgpm(fields)
-
-
-def test_the_model_config_file_is_the_defaults():
-    import yaml
-
-    section = yaml.safe_load((CONFIGS / "models" / "dgpm.yaml").read_text())["model"]
-    assert resolve_model_options(section) == resolve_model_options({"name": "dgpm"})
-
-
-def test_the_cli_trains_dgpm_on_the_ml100k_mlp_config(tmp_path):
-    data = write_ml100k(tmp_path / "ml-100k")
-    out = tmp_path / "run"
-    args = [
-        "train", "-c", str(CONFIGS / "ml-100k" / "mlp.yaml"),
-        "--set", "model.name=dgpm", "--set", f"data.path={data}",
-        "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.max_epochs=1",
-        "--set", "train.progress=false", "--out", str(out),
-    ]  # fmt: skip
-    assert main(args) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert 0 <= metrics["test"]["auc"] <= 1

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import toy_fields, write_ml100k
+from conftest import toy_fields, train_steps, write_ml100k
 from gprec.cli.main import main
 from gprec.config import load_config
 from gprec.data.schema import EncodedField, Role
@@ -125,14 +125,7 @@ def test_shapes_and_no_auxiliary_losses(name):
 def test_a_few_training_steps_lower_the_loss(name, opts):
     model = build(name, **opts)
     x, y = batch(256)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    losses = []
-    for _ in range(30):
-        loss = F.binary_cross_entropy_with_logits(model(x, y).logit, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(model, x, y, steps=30, lr=0.01)
     assert losses[-1] < losses[0] - 0.05
 
 
@@ -344,15 +337,6 @@ def cli_args(tmp_path, ml100k, *sets):
     for s in sets:
         args += ["--set", s]
     return args
-
-
-@pytest.mark.parametrize("name", ["mmoe", "ple"])
-def test_the_cli_trains_it_by_name_on_the_movielens_config(tmp_path, ml100k, name):
-    out = tmp_path / "run"
-    assert main([*cli_args(tmp_path, ml100k, f"model.name={name}"), "--out", str(out)]) == 0
-    assert (out / "metrics.json").is_file()
-    resolved = yaml.safe_load((out / "config.yaml").read_text())["model"]
-    assert resolved["name"] == name and resolved["head_units"] == [64, 32, 16]
 
 
 def test_the_cli_names_a_missing_partition_field_in_one_line(tmp_path, ml100k, capsys):

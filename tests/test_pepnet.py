@@ -2,16 +2,13 @@
 computation (in (0, 2), 1 at a zero pre-activation: the ungated backbone), the stop-gradients,
 the options and their errors, the CLI."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
-from conftest import field_offsets, toy_data, toy_fields, write_ml100k
-from gprec.cli.main import main
+from conftest import field_offsets, toy_data, toy_fields, train_steps
 from gprec.config import parse_config
 from gprec.data.schema import EncodedField
 from gprec.errors import ConfigError
@@ -68,14 +65,7 @@ def test_shapes_and_defaults():
 def test_a_few_training_steps_lower_the_loss(opts):
     model = make(**opts)
     x, y = batch(256)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    losses = []
-    for _ in range(30):
-        loss = F.binary_cross_entropy_with_logits(model(x, y).logit, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(model, x, y, steps=30, lr=0.01)
     assert losses[-1] < losses[0] - 0.05
 
 
@@ -235,23 +225,3 @@ def test_prior_fields_named_or_missing():
     assert make(prior_fields=["f3"]).prior_idx.tolist() == [3]
     with pytest.raises(ConfigError, match="model.prior_fields: nope not a field"):
         make(prior_fields=["nope"])
-
-
-def test_cli_trains_pepnet_on_the_ml100k_mlp_config(tmp_path):
-    write_ml100k(tmp_path / "ml-100k")
-    out = tmp_path / "run"
-    args = [
-        "train", "-c", str(ROOT / "configs/ml-100k/mlp.yaml"),
-        "--set", "model.name=pepnet", "--set", f"data.path={tmp_path / 'ml-100k'}",
-        "--set", f"data.cache_dir={tmp_path / 'cache'}",
-        "--set", "train.max_epochs=1", "--set", "train.progress=false", "--out", str(out),
-    ]  # fmt: skip
-    assert main(args) == 0
-    assert "test" in json.loads((out / "metrics.json").read_text())
-    resolved = yaml.safe_load((out / "config.yaml").read_text())["model"]
-    assert resolved["name"] == "pepnet" and resolved["backbone"]["head_units"] == [64, 32, 16]
-
-
-def test_the_model_config_file_is_the_defaults():
-    section = yaml.safe_load((ROOT / "configs/models/pepnet.yaml").read_text())["model"]
-    assert resolve_model_options(section) == resolve_model_options({"name": "pepnet"})

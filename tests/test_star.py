@@ -2,16 +2,13 @@
 (layers/partition_norm.py): each mechanism against a hand computation, shapes, training,
 what is equal at init, config errors, and the CLI on a tiny ML-100K."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
-from conftest import toy_data, toy_fields, write_ml100k
-from gprec.cli.main import main
+from conftest import toy_data, toy_fields, train_steps
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
 from gprec.layers.partition_norm import PartitionedNorm, partition_moments
@@ -291,14 +288,7 @@ def test_shapes_and_no_auxiliary_losses():
 def test_a_few_training_steps_lower_the_loss(opts):
     model = make(**opts)
     x, y = batch(256)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    losses = []
-    for _ in range(30):
-        loss = F.binary_cross_entropy_with_logits(model(x, y).logit, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(model, x, y, steps=30, lr=0.01)
     assert losses[-1] < losses[0] - 0.05
 
 
@@ -369,32 +359,3 @@ def test_bad_partition_or_aux_fields_are_one_clear_line(opts, message):
     with pytest.raises(ConfigError) as err:
         make(max_partitions=8, **opts)
     assert str(err.value) == message
-
-
-def test_model_config_holds_the_defaults():
-    raw = yaml.safe_load((ROOT / "configs" / "models" / "star.yaml").read_text())
-    assert set(raw) == {"model"}
-    assert resolve_model_options(raw["model"]) == resolve_model_options({"name": "star"})
-
-
-@pytest.mark.parametrize("how", ["set_name", "overlay"])
-def test_cli_trains_star_on_a_tiny_ml100k(tmp_path, how):
-    data = write_ml100k(tmp_path / "ml-100k")
-    model = (
-        ["--set", "model.name=star"]
-        if how == "set_name"
-        else ["-c", str(ROOT / "configs" / "models" / "star.yaml")]
-    )
-    out = tmp_path / "run"
-    args = [
-        "train", "-c", str(ROOT / "configs" / "ml-100k" / "mlp.yaml"), *model,
-        "--set", f"data.path={data}", "--set", f"data.cache_dir={tmp_path / 'cache'}",
-        "--set", "train.max_epochs=1", "--set", "train.batch_size=128",
-        "--set", "train.progress=false", "--out", str(out),
-    ]  # fmt: skip
-    assert main(args) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert 0 <= metrics["test"]["auc"] <= 1
-    resolved = yaml.safe_load((out / "config.yaml").read_text())["model"]
-    assert resolved["name"] == "star" and resolved["backbone"]["head_units"] == [64, 32, 16]
-    assert resolved["partition_field"] is None  # gender, which ML-100K has

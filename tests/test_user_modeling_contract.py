@@ -4,6 +4,7 @@ in training, and `gprec train` on a MovieLens-100K-format config with `--set mod
 and the model's defaults (partition field: gender). Each model's own mechanism is tested in
 its own file."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,9 @@ from gprec.models.base import Backbone
 from gprec.models.registry import available_models, build_model, resolve_model_options
 from gprec.training.run_dir import read_status
 
-ML100K_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ml-100k" / "mlp.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+ML100K_CONFIG = ROOT / "configs" / "ml-100k" / "mlp.yaml"
+MODEL_CONFIGS = ROOT / "configs" / "models"
 USER_MODELS = ["mmoe", "ple", "star", "apg", "pepnet", "dgpm"]
 ML_FIELDS = [  # MovieLens-100K's schema, small vocabularies
     EncodedField("item_id", Role.ITEM, 30),
@@ -85,17 +88,35 @@ def ml100k(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", USER_MODELS)
-def test_the_cli_trains_each_by_name_on_the_movielens_config(tmp_path, ml100k, name):
+def test_the_model_config_file_holds_the_defaults(name):
+    raw = yaml.safe_load((MODEL_CONFIGS / f"{name}.yaml").read_text())
+    assert set(raw) == {"model"}
+    assert resolve_model_options(raw["model"]) == resolve_model_options({"name": name})
+
+
+@pytest.mark.parametrize("how", ["by name", "overlay"])
+@pytest.mark.parametrize("name", USER_MODELS)
+def test_the_cli_trains_each_on_the_movielens_config(tmp_path, ml100k, name, how):
+    """By `--set model.name=<name>` (the dataset config's MLP head kept) or with the model's
+    config laid over the dataset's; the partition field defaults to gender."""
     out = tmp_path / "run"
+    model = (
+        ["--set", f"model.name={name}"]
+        if how == "by name"
+        else ["-c", str(MODEL_CONFIGS / f"{name}.yaml")]
+    )
     args = [
-        "train", "-c", str(ML100K_CONFIG), "--set", f"data.path={ml100k}",
-        "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", f"model.name={name}",
+        "train", "-c", str(ML100K_CONFIG), *model, "--set", f"data.path={ml100k}",
+        "--set", f"data.cache_dir={tmp_path / 'cache'}",
         "--set", "train.max_epochs=1", "--set", "train.progress=false", "--out", str(out),
     ]  # fmt: skip
     assert main(args) == 0
     assert read_status(out)["state"] == "finished"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["auc"] <= 1
     resolved = yaml.safe_load((out / "config.yaml").read_text())["model"]
     assert resolved["name"] == name
+    assert (resolved.get("backbone") or resolved)["head_units"] == [64, 32, 16]
 
 
 def test_gprec_models_lists_them(capsys):

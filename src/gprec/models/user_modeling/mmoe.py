@@ -45,41 +45,14 @@ from pydantic import Field
 
 from gprec.data.schema import EncodedField
 from gprec.layers.experts import ParallelMLPs, own_partition
-from gprec.models.base import Activation, BackboneOptions, CTRModel, ModelOutput, Width
+from gprec.models.base import CTRModel, ModelOutput
 from gprec.models.registry import register
-from gprec.models.wrapper import PartitionOptions, partition_field_index
+from gprec.models.user_modeling.group_tasks import GroupTaskOptions
+from gprec.models.wrapper import partition_field_index
 
 
-class MMoEOptions(BackboneOptions, PartitionOptions):
-    head_units: list[Width] = Field(
-        [64, 32, 16],
-        description="hidden widths of each group's tower (a 1-wide output follows)",
-    )
-    dropout: float = Field(
-        0.0,
-        ge=0,
-        lt=1,
-        description="dropout rate after each hidden layer of experts, gates, towers",
-    )
-    batch_norm: bool = Field(
-        False,
-        description="BatchNorm after each hidden linear layer of experts, gates and towers, "
-        "before its activation",
-    )
-    activation: Activation = Field(
-        "relu", description="activation of the hidden layers of experts, gates and towers"
-    )
+class MMoEOptions(GroupTaskOptions):
     n_experts: int = Field(8, ge=1, description="number of shared experts")
-    expert_units: list[Width] = Field(
-        [128, 64, 32],
-        min_length=1,
-        description="widths of each expert's layers, all activated (the last is its output)",
-    )
-    gate_units: list[Width] = Field(
-        [],
-        description="hidden widths of each group's gate before its n_experts logits "
-        "([]: linear, the paper's; FuxiCTR's gates are MLPs)",
-    )
 
 
 @register("mmoe")

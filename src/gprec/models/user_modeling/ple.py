@@ -65,45 +65,18 @@ from torch import nn
 
 from gprec.data.schema import EncodedField
 from gprec.layers.experts import ParallelMLPs, own_partition
-from gprec.models.base import Activation, BackboneOptions, CTRModel, ModelOutput, Width
+from gprec.models.base import CTRModel, ModelOutput
 from gprec.models.registry import register
-from gprec.models.wrapper import PartitionOptions, partition_field_index
+from gprec.models.user_modeling.group_tasks import GroupTaskOptions
+from gprec.models.wrapper import partition_field_index
 
 
-class PLEOptions(BackboneOptions, PartitionOptions):
-    head_units: list[Width] = Field(
-        [64, 32, 16],
-        description="hidden widths of each group's tower (a 1-wide output follows)",
-    )
-    dropout: float = Field(
-        0.0,
-        ge=0,
-        lt=1,
-        description="dropout rate after each hidden layer of experts, gates, towers",
-    )
-    batch_norm: bool = Field(
-        False,
-        description="BatchNorm after each hidden linear layer of experts, gates and towers, "
-        "before its activation",
-    )
-    activation: Activation = Field(
-        "relu", description="activation of the hidden layers of experts, gates and towers"
-    )
+class PLEOptions(GroupTaskOptions):
     n_levels: int = Field(
         1, ge=1, description="number of extraction (CGC) levels L (1: CGC, the single level)"
     )
     n_specific_experts: int = Field(1, ge=1, description="specific experts per group and level")
     n_shared_experts: int = Field(8, ge=1, description="shared experts per level")
-    expert_units: list[Width] = Field(
-        [128, 64, 32],
-        min_length=1,
-        description="widths of each expert's layers, all activated (the last is its output)",
-    )
-    gate_units: list[Width] = Field(
-        [],
-        description="hidden widths of each gate before its logits ([]: linear, the paper's; "
-        "FuxiCTR's gates are MLPs)",
-    )
 
 
 class _Level(nn.Module):
