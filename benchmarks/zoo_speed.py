@@ -20,11 +20,13 @@ measured separately for issue 17 (`FUXICTR`, its model_zoo classes and in-memory
 settings, 1 torch thread), and the Markdown says they are quoted; the JSON keeps those quoted
 figures in either case.
 
-Our bare models use FuxiCTR's linear output layer where it has one (`FUXI_SETTINGS`); not yet
-like for like (review of issue 17): our AutoInt projects its residual in every layer where
-FuxiCTR adds it unprojected when widths match (+33% FLOPs in layer 2), and our DESTINE uses the
-paper's unary term and the official ReLU before the head where FuxiCTR uses a learned unary and
-no ReLU. FuxiCTR also clips gradients (norm 10) and runs torch's plain Adam.
+Our bare models run with FuxiCTR's settings where ours differ (`FUXI_SETTINGS`: its linear
+output layer; DESTINE's learned unary term and no ReLU before the output, which makes it exactly
+FuxiCTR's). Not like for like: our AutoInt projects its residual in every layer where FuxiCTR
+adds it unprojected when widths match (+33% FLOPs in layer 2: ours does more work). FuxiCTR also
+clips gradients (norm 10) and runs torch's plain Adam. `--precisions fp32,bf16` adds each bare
+backbone under `train.precision: bf16` (our option; FuxiCTR runs in float32 only), reported in
+a column of its own.
 
     python benchmarks/zoo_speed.py --data-root ../shared/data --epochs 2
     python benchmarks/zoo_speed.py --fuxictr --fuxictr-zoo /tmp/FuxiCTR/model_zoo --epochs 2
@@ -83,14 +85,20 @@ FUXI_SETTINGS = {
     "dcn": ["model.head_units=[]"],
     "dcnv2": ["model.head_units=[]"],
     "autoint": ["model.head_units=[]"],
-    "destine": ["model.head_units=[]"],
+    # FuxiCTR's DESTINE: a learned unary term and no ReLU before its output layer.
+    "destine": ["model.head_units=[]", "model.unary=official", "model.relu_output=false"],
 }
 DATASETS = {"ml-100k": "configs/ml-100k/mlp.yaml", "ml-1m": "configs/ml-1m/mlp.yaml"}
 FX_LOADER, FX_TENSORS = "fuxictr-{}", "fuxictr-{}-tensors"
 
 
 def configs_for(
-    dataset: str, data_root: Path, models: list[str], precisions=("fp32",), gprec=True
+    dataset: str,
+    data_root: Path,
+    models: list[str],
+    precisions=("fp32",),
+    gprec=True,
+    extra: list[str] = (),
 ) -> dict:
     """Each backbone bare (FuxiCTR's settings), in each other precision as `<name>@<precision>`,
     and under GPRec (`input`, or `ensemble` where it declares no `input`)."""
@@ -114,6 +122,8 @@ def configs_for(
         out[f"gprec-{strategy}({name})"] = load_config(
             gprec, [*data, f"model.backbone.name={name}"]
         )
+    for name in extra:  # other models by name on the dataset's MLP config, e.g. user modeling
+        out[name] = load_config(base, [*data, f"model.name={name}"])
     return out
 
 
@@ -161,8 +171,9 @@ def fuxictr_info(fx, args: argparse.Namespace, models: list[str]) -> dict:
 
 
 def run_dataset(dataset: str, args: argparse.Namespace, models: list[str], fx=None) -> dict:
+    extra = args.extra.split(",") if args.extra else []
     configs = configs_for(
-        dataset, Path(args.data_root), models, args.precisions.split(","), not args.no_gprec
+        dataset, Path(args.data_root), models, args.precisions.split(","), not args.no_gprec, extra
     )
     first = next(iter(configs.values()))
     data = load_dataset(first.data, SEED)
@@ -207,6 +218,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, models: list[str], fx=No
         runner = fx_runners.get(name)
         if runner is None:
             r["model"] = configs[name].model
+            r["precision"] = configs[name].train.precision
             r["backbone"] = backbone_of(name, models)
             r["train_bce_per_epoch"] = losses[name]
         else:
@@ -260,10 +272,13 @@ def run_dataset(dataset: str, args: argparse.Namespace, models: list[str], fx=No
 
 
 def backbone_of(name: str, models: list[str]) -> str:
-    """`dcn`, `dcn@bf16` and `gprec-input(dcn)` are all measurements of backbone `dcn`."""
+    """`dcn`, `dcn@bf16` and `gprec-input(dcn)` are all measurements of backbone `dcn`; an
+    `--extra` model (trained by name on the MLP config) is compared with the MLP."""
     if name in models or "@" in name:
         return name.split("@")[0]
-    return name.split("(")[1].rstrip(")")
+    if "(" in name:
+        return name.split("(")[1].rstrip(")")
+    return "mlp"
 
 
 def is_fuxictr(r: dict) -> bool:
@@ -303,7 +318,11 @@ def markdown(res: dict) -> str:
         f"4096; {m['cpu_model']}, {m['torch_threads']} torch thread(s), torch {m['torch']}. "
         f"{source}; target >= {TARGET:g}x. "
         "Bare models use FuxiCTR's settings where ours differ (linear output layer: "
-        f"{', '.join(sorted(FUXI_SETTINGS))}).",
+        f"{', '.join(sorted(FUXI_SETTINGS))}; DESTINE's learned unary term and no ReLU before "
+        "its output). Rows in precision bf16 train under our `train.precision: bf16` "
+        "(bfloat16 autocast of the forward pass; weights, optimizer and evaluation in "
+        "float32) and are compared with FuxiCTR in float32, the only precision it runs in; "
+        "their accuracy against float32 is in `zoo-accuracy/summary.md`.",
     ]
     failed = []
     for dataset, d in datasets.items():
@@ -314,9 +333,9 @@ def markdown(res: dict) -> str:
             f"### {dataset} ({d['train_rows']:,} training rows, "
             f"{d.get('epochs_timed', 2)} timed epoch(s) per model)",
             "",
-            f"| model | parameters | s / epoch | samples / s | {fx_col} | speed-up | "
+            f"| model | precision | parameters | s / epoch | samples / s | {fx_col} | speed-up | "
             f">= {TARGET:g}x | cost vs bare |",
-            "|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, r in d["results"].items():
             if is_fuxictr(r):
@@ -328,7 +347,8 @@ def markdown(res: dict) -> str:
             up = r.get("speedup_vs_fuxictr")
             ok = "" if up is None else ("yes" if up >= TARGET else "**no**")
             lines.append(
-                f"| {name} | {r['parameters']:,} | {r['mean_seconds_per_epoch']:.3f} | "
+                f"| {name} | {r.get('precision', 'fp32')} | {r['parameters']:,} | "
+                f"{r['mean_seconds_per_epoch']:.3f} | "
                 f"{r['samples_per_second']:,.0f} | {fx} | "
                 f"{'' if up is None else f'{up:.2f}x'} | {ok} | {r['cost_vs_bare']:.2f}x |"
             )
@@ -411,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
         "backbone also as <name>@bf16)",
     )
     p.add_argument("--no-gprec", action="store_true", help="the bare backbones only")
+    p.add_argument(
+        "--extra",
+        default="",
+        help="other registered models to time, by name on the dataset's MLP config (their "
+        "cost is against the MLP, which --models must include), e.g. the user-modeling ones",
+    )
     p.add_argument("--name", default=NAME, help=f"results file name under --out (default {NAME})")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-wait", type=float, default=600.0, help="seconds to wait for quiet")
@@ -438,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in models if m not in backbones]
     if unknown:
         p.error(f"--models: unknown backbone(s) {unknown}; known: {', '.join(backbones)}")
+    if args.extra and "mlp" not in models:
+        p.error("--extra models are timed against the MLP: include mlp in --models")
     datasets = args.datasets.split(",")
     if [d for d in datasets if d not in DATASETS]:
         p.error(f"--datasets: choose from {', '.join(DATASETS)}")

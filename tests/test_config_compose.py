@@ -7,6 +7,7 @@ import yaml
 
 from gprec.cli.main import main
 from gprec.config import dump_config, load_config, merge_sections, read_config
+from gprec.models.registry import resolve_model_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,6 +92,9 @@ def test_every_backbone_has_a_model_config_that_composes_with_each_dataset():
     for name in available_models(Backbone):
         overlay = ROOT / "configs" / "models" / f"{name}.yaml"
         assert overlay.is_file(), f"configs/models/{name}.yaml is missing"
+        # the file states the model's defaults, as its comments say
+        section = yaml.safe_load(overlay.read_text())["model"]
+        assert resolve_model_options(section) == resolve_model_options({"name": name}), name
         for ds in ("ml-100k", "ml-1m"):
             d = ROOT / "configs" / ds
             assert load_config([d / "mlp.yaml", overlay]).model["name"] == name
