@@ -125,6 +125,24 @@ def test_layer_mods_equal_explicit_per_sample_weights():
         head(x, [None, None])
 
 
+def test_replace_and_partition_scale_together_are_refused():
+    """partition_scale scales the layer's own weight, which replace discards."""
+    s = torch.randn(2, 4, 3)
+    scale = (torch.ones(2, 4, 3), torch.zeros(2, 3), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="replace and partition_scale both given"):
+        LayerMod(replace=(s,), partition_scale=scale)
+    LayerMod(
+        replace=(s,), gate=torch.ones(2, 4), delta=(torch.zeros(2, 4, 1), torch.zeros(2, 1, 3))
+    )
+
+
+def test_freeze_weights_stops_only_those_weights():
+    m = MLP(4, [3], out_dim=1)
+    m.freeze_weights([0])
+    assert not m.linears[0].weight.requires_grad
+    assert m.linears[0].bias.requires_grad and m.linears[1].weight.requires_grad
+
+
 def test_mlp_shapes_and_options():
     m = MLP(8, [16, 4], out_dim=1, dropout=0.5, batch_norm=True)
     assert m(torch.randn(3, 8)).shape == (3, 1)

@@ -12,7 +12,8 @@ models reach into it without touching its internals.
 
 A prediction head is an `MLP` with `out_dim=1`; it declares what it accepts through
 `accepts_extra_inputs` and `accepts_layer_mods`, which other heads (FinalMLP's bilinear
-fusion) answer differently.
+fusion) answer differently. A head that accepts layer mods also offers `layer_shapes` and
+`freeze_weights(layers)` (for a model that replaces those layers' weights).
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ class LayerMod:
     - `gate` `(B, in)`: the layer's input is multiplied by it first (PEPNet's PPNet gates);
     - `replace`: the weight is replaced per sample, the bias kept. `(S,)` with `S`
       `(B, in, out)` gives `x S_b`; `(U, S, V)` with `U` `(in, k)`, `S` `(B, k, k)`, `V`
-      `(k, out)` gives `((x U) S_b) V`, the per-sample matrix never built (APG);
+      `(k, out)` gives `((x U) S_b) V`, the per-sample matrix never built (APG). The layer's
+      own weight is then unused: a model that always replaces it freezes it
+      (`MLP.freeze_weights`), so that no parameter goes without a gradient;
     - `partition_scale`: `(W_p, b_p, p)` with `W_p` `(P, in, out)`, `b_p` `(P, out)` and the
       partition `p` `(B,)` of each sample: `x (W * W_p[p_b]) + b + b_p[p_b]` (STAR). All P
       products are computed and each sample's gathered: P times the layer's cost, batched;
-      the P used here (a user attribute) are a handful;
+      the P used here (a user attribute) are a handful. It scales the layer's own weight, so
+      it cannot be combined with `replace` (a ValueError);
     - `delta` `(U_b, V_b)`: `+ (x U_b) V_b`, a low-rank addition to the weight (GPRec's
       `dynamic`, DGPM).
     """
@@ -51,6 +55,13 @@ class LayerMod:
     replace: tuple[torch.Tensor, ...] | None = None
     partition_scale: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     delta: LowRankDelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.replace is not None and self.partition_scale is not None:
+            raise ValueError(
+                "LayerMod: replace and partition_scale both given; partition_scale scales the "
+                "layer's own weight, which replace discards"
+            )
 
     def apply(self, linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         if self.gate is not None:
@@ -123,6 +134,13 @@ class MLP(nn.Module):
     @property
     def output_layer(self) -> nn.Linear:
         return self.linears[-1]
+
+    def freeze_weights(self, layers: list[int]) -> None:
+        """Stop training the weights of linear layers `layers` (their biases stay trained):
+        for a model whose `LayerMod(replace=...)` always replaces those weights, so they
+        would never get a gradient (which DDP refuses) and are not counted as trained."""
+        for i in layers:
+            self.linears[i].weight.requires_grad_(False)
 
     def forward(
         self, x: torch.Tensor | list[Part], mods: list[LayerMod | None] | None = None
