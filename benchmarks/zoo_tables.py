@@ -67,6 +67,17 @@ def experiment_row(dataset: str, backbone: str, summary: dict) -> dict:
         row[f"bare_{metric}"] = mean_std([r["test"][metric] for r in runs.values()])
     row["fuxictr_auc"] = FUXICTR_AUC[dataset][backbone]
     row["gap_to_fuxictr"] = row["bare_auc"][0] - row["fuxictr_auc"]
+    row["per_seed_gap_to_fuxictr"] = {
+        s: r["test"]["auc"] - row["fuxictr_auc"] for s, r in runs.items()
+    }
+    # Every strategy tried, not only the one chosen: mean paired test AUC difference to bare.
+    row["strategy_auc_difference"] = {
+        re.match(r"gprec-([a-z]+)", m).group(1): statistics.fmean(
+            by_seed[s]["test"]["auc"] - runs[s]["test"]["auc"] for s in runs
+        )
+        for m, by_seed in summary["runs"].items()
+        if m != backbone
+    }
     pre = summary.get("prespecified")
     if pre:
         chosen = pre["candidate"]
@@ -96,12 +107,18 @@ def summary_markdown(rows: dict[str, list[dict]], devices: set[str]) -> str:
         "Produced by `benchmarks/accuracy_runs.py` (training) and `benchmarks/zoo_tables.py`",
         "(these tables). Protocol: the GPRec paper's (label rating > 3, random 80/10/10 split",
         "fixed by the seed, so runs are paired), embedding 16, batch 4096, Adam lr 0.002, weight",
-        "decay 1e-6, at most 100 epochs with early stopping on validation AUC (patience 4),",
+        "decay 1e-6, learning rate x0.8 every 8 epochs, at most 100 epochs with early stopping",
+        "on validation AUC (patience 4),",
         "each model with its documented defaults (`configs/models/`). Test AUC and LogLoss, mean ±",
         "std over seeds. GPRec: each strategy the backbone declares was trained; the one with",
         "the best mean **validation** AUC is the candidate, tested once on test against the",
         "bare backbone (pre-specified, one-sided: GPRec is better; paired t-test, Welch",
         "beside it). Every strategy's runs are in `<dataset>/<backbone>/comparison.md`.",
+        "FuxiCTR AUC: FuxiCTR 2.3.10's same model measured here (issue 17: ML-100K the mean of",
+        "its seeds 1-3, ML-1M its seed 1, on its own split). Our bare DCN, DCNv2, AutoInt and",
+        "DESTINE use their documented defaults, the GPRec paper's MLP head [64, 32, 16] over",
+        "their representation, where FuxiCTR as configured there ends in one linear layer: that",
+        "column compares the models as each library ships them, not identical heads.",
         f"Trained on: {', '.join(sorted(devices))}, up to 15 runs at once on one machine, so",
         "the seconds per epoch in the per-experiment tables are not speed figures (those are",
         "`zoo_speed.md`, measured alone at 1 thread on CPU).",
@@ -150,22 +167,89 @@ def verdict(dataset: str, ds_rows: list[dict]) -> list[str]:
             f"{', '.join(helped) or 'none'}. Its mean test AUC is lower than the bare "
             f"backbone's for: {', '.join(worse) or 'none'}."
         )
+    ensemble = {
+        r["backbone"]: r["gprec"]["strategy_auc_difference"]["ensemble"]
+        for r in tested
+        if "ensemble" in r["gprec"]["strategy_auc_difference"]
+    }
+    if ensemble:
+        lines.append(
+            f"The `ensemble` strategy's mean test AUC is {min(ensemble.values()):+.4f} to "
+            f"{max(ensemble.values()):+.4f} against the bare backbone on every backbone it was "
+            "tried on; FinalMLP supports no other strategy, so no GPRec variant of it helps."
+        )
     if dataset == "ml-1m":
         lowest = min(ds_rows, key=lambda r: r["gap_to_fuxictr"])
         ok = lowest["gap_to_fuxictr"] >= -TOLERANCE
+        gaps = [
+            (r["backbone"], s, g) for r in ds_rows for s, g in r["per_seed_gap_to_fuxictr"].items()
+        ]
+        beyond = [f"{b} seed {s} ({g:+.4f})" for b, s, g in gaps if g < -TOLERANCE]
+        stds = [r["bare_auc"][1] for r in ds_rows]
         lines.append(
-            f"Every bare backbone within {TOLERANCE} test AUC of FuxiCTR's same model: "
+            f"Every bare backbone's mean within {TOLERANCE} test AUC of FuxiCTR's same model: "
             f"{'yes' if ok else 'NO'} (lowest: {lowest['backbone']}, "
-            f"{lowest['gap_to_fuxictr']:+.4f}). FuxiCTR's figure is one seed of its own split; "
-            "ours the mean of our seeds, whose standard deviation is about 0.002."
+            f"{lowest['gap_to_fuxictr']:+.4f}). Single seeds beyond it: "
+            f"{', '.join(beyond) or 'none'}. FuxiCTR's figure is one seed of its own split; "
+            f"ours the mean of our seeds, whose standard deviation per model is "
+            f"{min(stds):.4f} to {max(stds):.4f}."
         )
     return lines
+
+
+def precision_rows(fp32_root: Path, bf16_root: Path) -> list[dict]:
+    """Each bare backbone's test AUC in bf16 against float32, paired by seed (two-sided)."""
+    from scipy import stats
+
+    out = []
+    for dataset in FUXICTR_AUC:
+        for backbone in FUXICTR_AUC[dataset]:
+            half = read_runs(bf16_root / dataset / backbone).get(backbone, {})
+            full = read_runs(fp32_root / dataset / backbone).get(backbone, {})
+            seeds = sorted(set(half) & set(full), key=int)
+            if len(seeds) < 2:
+                continue
+            a = [half[s]["test"]["auc"] for s in seeds]
+            b = [full[s]["test"]["auc"] for s in seeds]
+            out.append({
+                "dataset": dataset, "backbone": backbone, "seeds": [int(s) for s in seeds],
+                "bf16_auc": mean_std(a), "fp32_auc": mean_std(b),
+                "mean_difference": statistics.fmean(x - y for x, y in zip(a, b, strict=True)),
+                "paired_p_two_sided": float(stats.ttest_rel(a, b).pvalue),
+                "devices": sorted({half[s]["device"] for s in seeds}),
+            })  # fmt: skip
+    return out
+
+
+def precision_markdown(rows: list[dict]) -> str:
+    out = [
+        "## train.precision: bf16 against float32 (bare backbones, same seeds)",
+        "",
+        "The same runs with the forward pass under bfloat16 autocast (weights, optimizer, loss",
+        "and evaluation in float32). Paired by seed, two-sided: bf16 is not meant to be better,",
+        "only not worse.",
+        "",
+        "| dataset | backbone | seeds | fp32 test AUC | bf16 test AUC | bf16 - fp32 | paired p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['dataset']} | {r['backbone']} | {len(r['seeds'])} | {_pm(r['fp32_auc'])} | "
+            f"{_pm(r['bf16_auc'])} | {r['mean_difference']:+.4f} | {r['paired_p_two_sided']:.2f} |"
+        )
+    devices = sorted({d for r in rows for d in r["devices"]})
+    return "\n".join(out) + f"\n\nbf16 runs trained on: {', '.join(devices)}.\n"
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", help="accuracy_runs.py's --out")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "zoo-accuracy"))
+    p.add_argument(
+        "--bf16-runs",
+        help="accuracy_runs.py's --out of the bare backbones under train.precision=bf16: adds "
+        "their paired comparison with the float32 runs (same seeds)",
+    )
     args = p.parse_args()
     runs_root, out_root = Path(args.runs), Path(args.out)
     rows: dict[str, list[dict]] = {}
@@ -188,8 +272,13 @@ def main() -> int:
             title = f"{backbone} bare and under GPRec on {dataset}, {len(seeds)} paired seeds"
             write_report(summary, out_root / dataset / backbone, title)
             rows.setdefault(dataset, []).append(experiment_row(dataset, backbone, summary))
+    md = summary_markdown(rows, devices)
+    if args.bf16_runs:
+        precision = precision_rows(runs_root, Path(args.bf16_runs))
+        rows["bf16_vs_fp32"] = precision
+        md += precision_markdown(precision)
     write_text_atomic(out_root / "summary.json", json.dumps(rows, indent=2))
-    write_text_atomic(out_root / "summary.md", summary_markdown(rows, devices))
+    write_text_atomic(out_root / "summary.md", md)
     print((out_root / "summary.md").read_text())
     return 0
 

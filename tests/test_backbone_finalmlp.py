@@ -276,14 +276,14 @@ def test_cli_trains_finalmlp_one_epoch(tmp_path, capsys):
 def test_gprec_models_lists_descriptions_and_strategies(capsys):
     assert main(["models"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    assert lines["finalmlp"].split()[1:] == [*FinalMLP.description.split(), "GPRec:", "ensemble"]
+    assert lines["finalmlp"].split()[1:] == ["GPRec:", "ensemble", *FinalMLP.description.split()]
     assert " ".join(lines["mlp"].split()) == (
-        "mlp MLP over the concatenated field embeddings (DNN) GPRec: input, dynamic, ensemble"
+        "mlp GPRec: input, dynamic, ensemble MLP over the concatenated field embeddings (DNN)"
     )
     gprec_line = " ".join(lines["gprec"].split())  # not a backbone: no strategies of its own
     assert gprec_line == (
         "gprec GPRec: group + individual user modeling around a backbone (model.backbone)"
     )
     # aligned: every description starts in the same column
-    starts = {line.index(line.split()[1], len(line.split()[0])) for line in lines.values()}
-    assert len(starts) == 1
+    desc = {"finalmlp": FinalMLP.description, "gprec": "GPRec: group + individual"}
+    assert len({lines[m].index(d) for m, d in desc.items()}) == 1

@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
 
 
 def model_lines() -> list[str]:
-    """`name  description  GPRec: strategies` per registered model, in aligned columns."""
+    """`name  GPRec: strategies  description` per registered model, in aligned columns."""
     # The registry imports torch: only when the command runs, never for `gprec --help`.
     from gprec.models.base import Backbone
     from gprec.models.registry import available_models, model_class
@@ -28,10 +28,12 @@ def model_lines() -> list[str]:
         if issubclass(cls, Backbone):
             strategies = "GPRec: " + (", ".join(cls.gprec_strategies) or "none")
         rows.append((name, getattr(cls, "description", "") or "", strategies))
+    # Strategies before the description: descriptions vary in length, so the line stays as
+    # long as its own description instead of the longest one.
     name_w = max(len(r[0]) for r in rows)
-    desc_w = max(len(r[1]) for r in rows)
+    strat_w = max(len(r[2]) for r in rows)
     return [
-        f"{name:<{name_w}}  {desc:<{desc_w}}  {strategies}".rstrip()
+        f"{name:<{name_w}}  {strategies:<{strat_w}}  {desc}".rstrip()
         for name, desc, strategies in rows
     ]
 
