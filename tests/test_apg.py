@@ -13,6 +13,7 @@ from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
 from gprec.models.registry import build_model, resolve_model_options
 from gprec.models.user_modeling.apg import APG
+from gprec.training.run import count_parameters
 
 D = 4
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,6 +173,19 @@ def test_running_the_hypernetworks_once_per_user_changes_nothing():
     for ga, gb in zip(grads_a, grads_b, strict=True):
         assert (ga is None) == (gb is None)
         assert ga is None or torch.allclose(ga, gb, atol=1e-6)
+
+
+@pytest.mark.parametrize("output_layer", [False, True])
+def test_the_replaced_head_weights_are_frozen_and_not_counted(output_layer):
+    """Only the generated layers' weights: their biases and the shared output layer train."""
+    model = make(output_layer=output_layer)
+    head = model.backbone.head
+    n = len(head.linears)
+    frozen = [i for i in range(n) if not head.linears[i].weight.requires_grad]
+    assert frozen == list(range(n if output_layer else n - 1))
+    assert all(lin.bias.requires_grad for lin in head.linears)
+    total = sum(p.numel() for p in model.parameters())
+    assert count_parameters(model) == total - sum(head.linears[i].weight.numel() for i in frozen)
 
 
 def test_named_condition_fields():

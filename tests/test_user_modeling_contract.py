@@ -82,6 +82,29 @@ def test_a_few_training_steps_lower_the_loss(name):
     assert losses[-1] < losses[0] - 0.05
 
 
+def main_loss(m, x, y):
+    out = m(x, y)
+    loss = F.binary_cross_entropy_with_logits(out.logit, y)
+    return loss, loss + sum(out.aux_losses.values(), torch.zeros(()))
+
+
+@pytest.mark.parametrize(
+    "name, opts",
+    [*((n, {}) for n in USER_MODELS),
+     ("apg", {"output_layer": True}), ("apg", {"share_uv": False, "overparam_dim": None})],
+)  # fmt: skip
+def test_every_trainable_parameter_gets_a_gradient(name, opts):
+    """After one forward and backward in training mode no parameter that requires a gradient
+    is left without one (DDP refuses such a model, and the run's parameter count would hold
+    it): APG's replaced head weights are frozen. A partition absent from the batch (0,
+    unseen, here) gets zeros in MMoE and PLE, which is a gradient."""
+    m = model(name, **opts).train()
+    x, y = batch()
+    main_loss(m, x, y)[1].backward()
+    dead = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
+    assert dead == []
+
+
 @pytest.fixture(scope="module")
 def ml100k(tmp_path_factory):
     return write_ml100k(tmp_path_factory.mktemp("data") / "ml-100k", n_ratings=1500)

@@ -24,6 +24,8 @@ from gprec.training.trainer import Logger, Trainer, as_tensors, seed_everything
 
 
 def count_parameters(model: torch.nn.Module) -> int:
+    """Trainable parameters only (metrics' `parameters`): a frozen weight, such as the head
+    weights APG replaces, is not counted."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

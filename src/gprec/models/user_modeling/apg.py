@@ -26,9 +26,11 @@ condition `z_b` (the concatenated embeddings of the condition fields):
   inference (what the paper does) would save nothing measurable and gives the same numbers.
 
 APG *replaces* the weight (`LayerMod(replace=(U, S_b, V))`): the head's own weight of a
-generated layer is not used (its bias is; the weight stays a parameter of the backbone's
-head, without a gradient, and is counted in the run's parameters); unlike an additive delta, nothing starts from the
-shared weight, and `S_b` is not initialised to the identity (the hypernetworks are
+generated layer is not used (its bias is). That weight stays in the backbone's head (the
+head is the backbone's, built as for any model) but is frozen (`head.freeze_weights`), so
+no parameter goes without a gradient (DDP would refuse the model) and the run's parameter
+count, of trainable parameters, leaves it out. Unlike an additive delta, nothing starts from
+the shared weight, and `S_b` is not initialised to the identity (the hypernetworks are
 initialised as `nn.Linear` is; `U`, `V` and their factors xavier-normal, as FuxiCTR).
 
 Defaults and where they come from:
@@ -222,6 +224,8 @@ class APG(BackboneWrapper):
         if self.out_shape is not None:
             generated.append((*self.out_shape, 1))
         self.generated = generated  # (in, out, rank) per generated layer
+        # Their head weights are replaced, never read: frozen, not dead parameters.
+        self.backbone.head.freeze_weights(list(range(len(generated))))
         if o.share_uv:
             self.factors = nn.ModuleList(
                 SharedFactors(i, j, r, o.overparam_dim) for i, j, r in generated
