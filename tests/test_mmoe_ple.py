@@ -293,6 +293,14 @@ def test_the_partition_field_must_be_a_user_field_of_the_data(name):
         build(name, fields=toy_fields())
     with pytest.raises(ConfigError, match="'item_id' is an item field; user fields: user_id"):
         build(name, partition_field="item_id")
+    with pytest.raises(ConfigError) as err:  # the guard STAR shares
+        build(name, partition_field="user_id", max_partitions=8)
+    assert str(err.value) == (
+        "model.partition_field: 'user_id' has 25 values (partitions, unseen included), over "
+        "model.max_partitions=8: each partition has its own parameters and compute; pick a "
+        "coarser field or raise max_partitions"
+    )
+    assert build(name, partition_field="user_id").n_partitions == 25  # under the default 64
 
 
 @pytest.mark.parametrize(

@@ -349,8 +349,8 @@ def test_bad_options_are_one_line_config_errors(cfg, fragment):
          "its user fields: f2, f3, f4"),
         ({"partition_field": "f2"},
          "model.partition_field: 'f2' has 40 values (partitions, unseen included), over "
-         "model.max_partitions=8: STAR's head costs P times the shared one; pick a coarser "
-         "field or raise max_partitions"),
+         "model.max_partitions=8: each partition has its own parameters and compute; pick a "
+         "coarser field or raise max_partitions"),
         ({"aux_fields": ["nope"]},
          "model.aux_fields: 'nope' not a field of this data; fields: f0, f1, f2, f3, f4"),
     ],

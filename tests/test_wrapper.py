@@ -66,3 +66,21 @@ def test_partition_field_defaults_to_gender_and_is_checked():
         partition_field_index(fields, "sex")
     with pytest.raises(ConfigError, match="no 'gender' field to default to; name one of its"):
         partition_field_index(toy_fields(), None)
+    assert partition_field_index(fields, "age", max_partitions=8) == (3, 8)
+    with pytest.raises(ConfigError) as err:
+        partition_field_index(fields, "age", max_partitions=7)
+    assert str(err.value) == (
+        "model.partition_field: 'age' has 8 values (partitions, unseen included), over "
+        "model.max_partitions=7: each partition has its own parameters and compute; pick a "
+        "coarser field or raise max_partitions"
+    )
+
+
+@pytest.mark.parametrize("name", ["mmoe", "ple", "star"])
+def test_max_partitions_is_one_shared_option(name):
+    assert resolve_model_options({"name": name})["max_partitions"] == 64
+    with pytest.raises(ConfigError, match="max_partitions"):
+        resolve_model_options({"name": name, "max_partitions": 0})
+    # PEPNet's domain field costs the same whatever its count: no limit there
+    with pytest.raises(ConfigError, match="model.max_partitions: unknown key"):
+        resolve_model_options({"name": "pepnet", "max_partitions": 8})

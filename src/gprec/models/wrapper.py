@@ -15,8 +15,12 @@ its own file holds only its mechanism. This module gives it:
 - `require_layer_mods`: the config-time check of a wrapper that modulates the backbone head's
   layers (`LayerMod`s) that the backbone's head takes them (`head_accepts_layer_mods`).
 - `PartitionOptions` / `partition_field_index`: a user field naming the partition of each
-  sample (MMoE, PLE and STAR split users by it), checked against the dataset's fields;
-  `field_positions` for options that name fields.
+  sample (MMoE, PLE and STAR split users by it), checked against the dataset's fields and
+  against `max_partitions` (PEPNet's domain field is `PartitionFieldOptions`: no limit, its
+  cost does not grow with the field's values).
+- Field roles and names: `field_positions` for options that name fields,
+  `user_field_positions` for the personal and user fields a model reads by default,
+  `BackboneWrapper.register_index` for keeping either as an index buffer.
 """
 
 from __future__ import annotations
@@ -170,28 +174,47 @@ class BackboneWrapper(CTRModel):
 
     def register_field_index(self, name: str, roles: tuple[Role, ...]) -> list[int]:
         """A non-persistent buffer `name` of the positions of the fields with `roles`."""
-        positions = fields_of_role(self.fields, *roles)
+        return self.register_index(name, fields_of_role(self.fields, *roles))
+
+    def register_index(self, name: str, positions: list[int]) -> list[int]:
+        """A non-persistent buffer `name` of these field positions (`field_positions`,
+        `user_field_positions`); returns them."""
         self.register_buffer(name, torch.tensor(positions, dtype=torch.long), persistent=False)
         return positions
 
 
-def field_positions(fields: list[EncodedField], names: list[str], key: str) -> list[int]:
-    """Positions of the named fields; a `ConfigError` at `key` naming the fields otherwise."""
+def field_positions(
+    fields: list[EncodedField], names: list[str], key: str, allow_empty: bool = False
+) -> list[int]:
+    """Positions of the named fields; a `ConfigError` at `key` naming the fields otherwise
+    (also for an empty list, unless `allow_empty`)."""
     known = [f.name for f in fields]
     if len(set(names)) != len(names):
         raise ConfigError(f"{key}: a field is named twice in {names}")
     missing = [n for n in names if n not in known]
-    if missing or not names:
+    if missing or not (names or allow_empty):
         what = f"{', '.join(missing)} not a field of this data" if missing else "empty"
         raise ConfigError(f"{key}: {what}; fields: {', '.join(known)}")
     return [known.index(n) for n in names]
+
+
+def user_field_positions(fields: list[EncodedField], key: str, why: str) -> list[int]:
+    """Positions of the personal and user fields, in schema order; when the data has none, a
+    one-line `ConfigError` at `key` saying `why` the model needs them and naming the fields."""
+    positions = fields_of_role(fields, Role.PERSONAL, Role.USER)
+    if not positions:
+        raise ConfigError(
+            f"{key}: {why}, but this data has no personal or user field; "
+            f"its fields: {', '.join(f.name for f in fields)}"
+        )
+    return positions
 
 
 # The partition MovieLens users are split by in the papers' user-modeling baselines.
 DEFAULT_PARTITION_FIELD = "gender"
 
 
-class PartitionOptions(ModelOptions):
+class PartitionFieldOptions(ModelOptions):
     partition_field: str | None = Field(
         None,
         description="the user field whose value is each sample's partition (null: gender "
@@ -199,13 +222,36 @@ class PartitionOptions(ModelOptions):
     )
 
 
-def partition_field_index(fields: list[EncodedField], name: str | None) -> tuple[int, int]:
+class PartitionOptions(PartitionFieldOptions):
+    """The partition field of a model with parameters and compute per partition."""
+
+    max_partitions: int = Field(
+        64,
+        ge=1,
+        description="refuse a partition field with more values than this (unseen included): "
+        "each partition has its own parameters and compute (MMoE, PLE: a gate and a tower, "
+        "PLE's specific experts; STAR: a scaled copy of the head); 64 admits ML-100K's raw "
+        "ages (62 values), not user_id or zip",
+    )
+
+
+def partition_field_index(
+    fields: list[EncodedField], name: str | None, max_partitions: int | None = None
+) -> tuple[int, int]:
     """`(column, number of partitions)` of the partition field; a `ConfigError` naming the
-    user fields when `name` is not one (or, when None, the data has no gender field)."""
+    user fields when `name` is not one (or, when None, the data has no gender field), and
+    one naming the field and its count when it has more than `max_partitions` values."""
     users = [f.name for f in fields if f.role in (Role.USER, Role.PERSONAL)]
     wanted = DEFAULT_PARTITION_FIELD if name is None else name
     for i, f in enumerate(fields):
         if f.name == wanted and f.role in (Role.USER, Role.PERSONAL):
+            if max_partitions is not None and f.cardinality > max_partitions:
+                raise ConfigError(
+                    f"model.partition_field: '{f.name}' has {f.cardinality} values (partitions, "
+                    f"unseen included), over model.max_partitions={max_partitions}: each "
+                    "partition has its own parameters and compute; pick a coarser field or "
+                    "raise max_partitions"
+                )
             return i, f.cardinality
     if name is None:
         raise ConfigError(

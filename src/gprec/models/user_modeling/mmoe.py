@@ -68,7 +68,9 @@ class MMoE(CTRModel):
     def __init__(self, fields: list[EncodedField], options: MMoEOptions):
         super().__init__(fields, options)
         o = options
-        self.partition_column, self.n_partitions = partition_field_index(fields, o.partition_field)
+        self.partition_column, self.n_partitions = partition_field_index(
+            fields, o.partition_field, o.max_partitions
+        )
         in_dim = len(fields) * o.embedding_dim
         common = dict(activation=o.activation, dropout=o.dropout, batch_norm=o.batch_norm)
         self.experts = ParallelMLPs(in_dim, 1, o.n_experts, o.expert_units, **common)

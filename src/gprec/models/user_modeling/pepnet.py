@@ -69,7 +69,7 @@ from gprec.models.base import ModelOutput, Width
 from gprec.models.registry import register
 from gprec.models.wrapper import (
     BackboneWrapper,
-    PartitionOptions,
+    PartitionFieldOptions,
     WrapperOptions,
     field_positions,
     partition_field_index,
@@ -77,7 +77,7 @@ from gprec.models.wrapper import (
 )
 
 
-class PEPNetOptions(WrapperOptions, PartitionOptions):
+class PEPNetOptions(WrapperOptions, PartitionFieldOptions):
     epnet: bool = Field(True, description="gate the field embeddings from the domain field (EPNet)")
     ppnet: bool = Field(
         True, description="gate the prediction head's layers from the prior fields (PPNet)"

@@ -112,7 +112,9 @@ class PLE(CTRModel):
     def __init__(self, fields: list[EncodedField], options: PLEOptions):
         super().__init__(fields, options)
         o = options
-        self.partition_column, self.n_partitions = partition_field_index(fields, o.partition_field)
+        self.partition_column, self.n_partitions = partition_field_index(
+            fields, o.partition_field, o.max_partitions
+        )
         G, width = self.n_partitions, o.expert_units[-1]
         in_dims = [len(fields) * o.embedding_dim] + [width] * (o.n_levels - 1)
         self.levels = nn.ModuleList(

@@ -43,9 +43,10 @@ Defaults and their sources:
   is STAR's shared FCN; STAR's own paper used wider layers for its production data).
 - `partition_field: null` = gender: the GPRec paper's split for STAR on ML-1M.
 - `norm_momentum: 0.1`, `norm_eps: 1e-5`: BatchNorm's (the paper gives none).
-- `max_partitions: 64` (our guard): every partition adds a copy of the head's weights and
-  its compute, so a field like user_id or zip is refused with a clear message instead of
-  running out of memory; 64 admits ML-100K's raw ages (62 values).
+- `max_partitions: 64` (our guard, shared with MMoE and PLE: `wrapper.PartitionOptions`):
+  every partition adds a copy of the head's weights and its compute, so a field like user_id
+  or zip is refused with a clear message instead of running out of memory; 64 admits
+  ML-100K's raw ages (62 values).
 - `auxiliary: true`, `aux_units: [16]`: the paper's auxiliary network is a small, two-layer
   FCN; its hidden width (16 = d) is our choice. `aux_fields: []` (above).
 
@@ -116,12 +117,6 @@ class STAROptions(WrapperOptions, PartitionOptions):
         description="fields whose embeddings (the shared table's) join the partition "
         "indicator's as the auxiliary network's input",
     )
-    max_partitions: int = Field(
-        64,
-        ge=1,
-        description="refuse a partition field with more values than this: the head costs P "
-        "times the shared one in compute and partition parameters",
-    )
 
     @model_validator(mode="after")
     def _head_takes_layer_mods(self) -> STAROptions:
@@ -157,15 +152,10 @@ class STAR(BackboneWrapper):
         super().__init__(fields, options)
         o = options
         head = self.backbone.head
-        self.partition_column, self.n_partitions = partition_field_index(fields, o.partition_field)
+        self.partition_column, self.n_partitions = partition_field_index(
+            fields, o.partition_field, o.max_partitions
+        )
         P = self.n_partitions
-        if P > o.max_partitions:
-            name = fields[self.partition_column].name
-            raise ConfigError(
-                f"model.partition_field: '{name}' has {P} values (partitions, unseen included), "
-                f"over model.max_partitions={o.max_partitions}: STAR's head costs P times the "
-                "shared one; pick a coarser field or raise max_partitions"
-            )
         # W_p = 1, b_p = 0: every partition starts as the shared network.
         shapes = head.layer_shapes
         self.partition_weights = nn.ParameterList(
