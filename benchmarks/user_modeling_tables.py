@@ -62,14 +62,21 @@ def summary_markdown(summaries: dict[str, dict]) -> str:
         "once per seed with the same care (no model was tuned). Test AUC and LogLoss, mean ±",
         "std. The pre-specified test: GPRec (strategy chosen on validation) against the best",
         "baseline on validation, one-sided, paired (Welch beside it); all models in",
-        "`<dataset>/comparison.md`.",
+        "`<dataset>/comparison.md`, written by `gprec compare`'s own report code from the runs",
+        "(`benchmarks/accuracy_runs.py` trained them in parallel, some on a lent GPU).",
         "",
     ]
     for dataset, summary in summaries.items():
         runs = summary["runs"]
         pre = summary["prespecified"]
+        devices = sorted({r["device"] for by_seed in runs.values() for r in by_seed.values()})
         paper = PAPER_ML1M if dataset == "ml-1m" else None
-        out += [f"## {dataset}, {len(summary['seeds'])} paired seeds", ""]
+        out += [
+            f"## {dataset}, {len(summary['seeds'])} paired seeds",
+            "",
+            f"Trained on: {', '.join(devices)} (each run's device is in comparison.json).",
+            "",
+        ]
         head = "| model | valid AUC | test AUC | test LogLoss |"
         out += [
             head + (" paper AUC / LogLoss |" if paper else ""),

@@ -168,15 +168,20 @@ def verdict(dataset: str, ds_rows: list[dict]) -> list[str]:
             f"backbone's for: {', '.join(worse) or 'none'}."
         )
     ensemble = {
-        r["backbone"]: r["gprec"]["strategy_auc_difference"]["ensemble"]
+        r["backbone"]: r["strategy_auc_difference"]["ensemble"]
         for r in tested
-        if "ensemble" in r["gprec"]["strategy_auc_difference"]
+        if "ensemble" in r["strategy_auc_difference"]
     }
     if ensemble:
         lines.append(
             f"The `ensemble` strategy's mean test AUC is {min(ensemble.values()):+.4f} to "
             f"{max(ensemble.values()):+.4f} against the bare backbone on every backbone it was "
-            "tried on; FinalMLP supports no other strategy, so no GPRec variant of it helps."
+            "tried on"
+            + (
+                "; FinalMLP supports no other strategy, so no GPRec variant of it helps."
+                if "finalmlp" in ensemble
+                else "."
+            )
         )
     if dataset == "ml-1m":
         lowest = min(ds_rows, key=lambda r: r["gap_to_fuxictr"])
@@ -223,6 +228,7 @@ def precision_rows(fp32_root: Path, bf16_root: Path) -> list[dict]:
 
 def precision_markdown(rows: list[dict]) -> str:
     out = [
+        "",
         "## train.precision: bf16 against float32 (bare backbones, same seeds)",
         "",
         "The same runs with the forward pass under bfloat16 autocast (weights, optimizer, loss",
