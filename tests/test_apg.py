@@ -241,5 +241,9 @@ def test_unknown_condition_fields_are_a_config_error_naming_the_fields():
     with pytest.raises(ConfigError, match="named twice"):
         make(condition_fields=["f2", "f2"])
     items_only = [EncodedField("item", Role.ITEM, 5), EncodedField("genre", Role.ITEM, 3)]
-    with pytest.raises(ConfigError, match="no personal or user field"):
+    with pytest.raises(ConfigError) as err:
         make(fields=items_only)
+    assert str(err.value) == (
+        "model.condition_fields: null conditions on the personal and user fields (name fields "
+        "instead), but this data has no personal or user field; its fields: item, genre"
+    )

@@ -223,5 +223,9 @@ def test_bad_options_are_config_errors(opts, message):
 
 def test_data_without_user_fields_is_refused():
     fields = toy_fields(cards=(50, 6), roles=[Role.ITEM, Role.ITEM])
-    with pytest.raises(ConfigError, match="needs at least one personal or user field"):
+    with pytest.raises(ConfigError) as err:
         dgpm(fields)
+    assert str(err.value) == (
+        "model.name: DGPM assigns users to groups from their personal and user fields, but "
+        "this data has no personal or user field; its fields: f0, f1"
+    )

@@ -352,7 +352,8 @@ def test_bad_options_are_one_line_config_errors(cfg, fragment):
          "model.max_partitions=8: each partition has its own parameters and compute; pick a "
          "coarser field or raise max_partitions"),
         ({"aux_fields": ["nope"]},
-         "model.aux_fields: 'nope' not a field of this data; fields: f0, f1, f2, f3, f4"),
+         "model.aux_fields: nope not a field of this data; fields: f0, f1, f2, f3, f4"),
+        ({"aux_fields": ["f3", "f3"]}, "model.aux_fields: a field is named twice in ['f3', 'f3']"),
     ],
 )  # fmt: skip
 def test_bad_partition_or_aux_fields_are_one_clear_line(opts, message):

@@ -8,7 +8,12 @@ from conftest import toy_fields
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
 from gprec.models.registry import build_model, resolve_model_options
-from gprec.models.wrapper import BackboneWrapper, partition_field_index
+from gprec.models.wrapper import (
+    BackboneWrapper,
+    field_positions,
+    partition_field_index,
+    user_field_positions,
+)
 
 
 def test_backbone_options_at_the_top_level_go_to_the_backbone():
@@ -84,3 +89,19 @@ def test_max_partitions_is_one_shared_option(name):
     # PEPNet's domain field costs the same whatever its count: no limit there
     with pytest.raises(ConfigError, match="model.max_partitions: unknown key"):
         resolve_model_options({"name": "pepnet", "max_partitions": 8})
+
+
+def test_field_positions_and_user_field_positions():
+    fields = toy_fields()  # f0, f1 items; f2 personal; f3, f4 user
+    assert field_positions(fields, ["f3", "f0"], "model.k") == [3, 0]
+    assert field_positions(fields, [], "model.k", allow_empty=True) == []
+    with pytest.raises(ConfigError, match="^model.k: empty; fields: f0, f1, f2, f3, f4$"):
+        field_positions(fields, [], "model.k")
+    with pytest.raises(ConfigError, match="^model.k: x not a field of this data; fields: f0"):
+        field_positions(fields, ["x"], "model.k", allow_empty=True)
+    assert user_field_positions(fields, "model.k", "why") == [2, 3, 4]
+    with pytest.raises(ConfigError) as err:
+        user_field_positions(fields[:2], "model.k", "it reads them")
+    assert str(err.value) == (
+        "model.k: it reads them, but this data has no personal or user field; its fields: f0, f1"
+    )

@@ -73,7 +73,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from gprec.config import key_error
-from gprec.data.schema import EncodedField, Role, fields_of_role
+from gprec.data.schema import EncodedField
 from gprec.errors import ConfigError
 from gprec.layers.dedup import DistinctRows
 from gprec.layers.group import BatchedGroupMLP
@@ -85,6 +85,7 @@ from gprec.models.wrapper import (
     WrapperOptions,
     field_positions,
     require_layer_mods,
+    user_field_positions,
 )
 
 
@@ -198,16 +199,13 @@ class APG(BackboneWrapper):
         o = options
         shapes = list(self.backbone.head.layer_shapes)
         d = self.embedding_dim
+        key = "model.condition_fields"
         if o.condition_fields is None:
-            condition = fields_of_role(fields, Role.PERSONAL, Role.USER)
-            if not condition:
-                raise ConfigError(
-                    "model.condition_fields: this data has no personal or user field to "
-                    "condition on; name fields: " + ", ".join(f.name for f in fields)
-                )
+            why = "null conditions on the personal and user fields (name fields instead)"
+            condition = user_field_positions(fields, key, why)
         else:
-            condition = field_positions(fields, o.condition_fields, "model.condition_fields")
-        self.register_buffer("condition_idx", torch.tensor(condition), persistent=False)
+            condition = field_positions(fields, o.condition_fields, key)
+        self.register_index("condition_idx", condition)
         self.distinct_conditions = DistinctRows([fields[i].cardinality for i in condition])
         if o.rank > shapes[0][0]:
             raise ConfigError(f"model.rank: {o.rank} exceeds the head's input width {shapes[0][0]}")

@@ -98,13 +98,17 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from gprec.data.schema import EncodedField, Role
-from gprec.errors import ConfigError
+from gprec.data.schema import EncodedField
 from gprec.layers.dedup import DistinctRows
 from gprec.layers.mlp import MLP, LayerMod
 from gprec.models.base import ModelOutput, Width
 from gprec.models.registry import register
-from gprec.models.wrapper import BackboneWrapper, WrapperOptions, require_layer_mods
+from gprec.models.wrapper import (
+    BackboneWrapper,
+    WrapperOptions,
+    require_layer_mods,
+    user_field_positions,
+)
 
 
 class DGPMOptions(WrapperOptions):
@@ -164,11 +168,8 @@ class DGPM(BackboneWrapper):
     def __init__(self, fields: list[EncodedField], options: DGPMOptions):
         super().__init__(fields, options)
         o, bb = options, self.backbone
-        users = self.register_field_index("user_idx", (Role.PERSONAL, Role.USER))
-        if not users:
-            raise ConfigError(
-                "DGPM needs at least one personal or user field (its groups are of users)"
-            )
+        why = "DGPM assigns users to groups from their personal and user fields"
+        users = self.register_index("user_idx", user_field_positions(fields, "model.name", why))
         d = self.embedding_dim
         d_g = o.group_dim or d
         self.n_groups = G = o.n_groups

@@ -161,7 +161,7 @@ class PEPNet(BackboneWrapper):
         if o.ppnet:
             shapes = list(self.backbone.head.layer_shapes)
             prior = self._prior_positions(fields, o.prior_fields)
-            self.register_buffer("prior_idx", torch.tensor(prior), persistent=False)
+            self.register_index("prior_idx", prior)
             first = 0 if o.ppnet_layers == "all" else 1
             self.pp_layers = list(range(first, len(shapes)))
             if not self.pp_layers:

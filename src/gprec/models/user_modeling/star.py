@@ -80,7 +80,6 @@ from torch import nn
 
 from gprec.config import key_error
 from gprec.data.schema import EncodedField
-from gprec.errors import ConfigError
 from gprec.layers.mlp import MLP, LayerMod
 from gprec.layers.partition_norm import PartitionedNorm
 from gprec.models.base import ModelOutput, Representation, Width
@@ -89,6 +88,7 @@ from gprec.models.wrapper import (
     BackboneWrapper,
     PartitionOptions,
     WrapperOptions,
+    field_positions,
     partition_field_index,
     require_layer_mods,
 )
@@ -172,18 +172,8 @@ class STAR(BackboneWrapper):
         self.indicator = self.aux = None
         if o.auxiliary:
             d = self.embedding_dim
-            names = [f.name for f in fields]
-            unknown = [n for n in o.aux_fields if n not in names]
-            if unknown:
-                raise ConfigError(
-                    f"model.aux_fields: {', '.join(repr(n) for n in unknown)} not a field of "
-                    f"this data; fields: {', '.join(names)}"
-                )
-            self.register_buffer(
-                "aux_idx",
-                torch.tensor([names.index(n) for n in o.aux_fields], dtype=torch.long),
-                persistent=False,
-            )
+            aux = field_positions(fields, o.aux_fields, "model.aux_fields", allow_empty=True)
+            self.register_index("aux_idx", aux)
             self.indicator = nn.Embedding(P, d)
             nn.init.normal_(self.indicator.weight, std=o.embedding_init_std)
             self.aux = MLP(d * (1 + len(o.aux_fields)), o.aux_units, 1)
