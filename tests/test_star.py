@@ -329,6 +329,11 @@ def test_default_partition_field_is_gender():
         ({"aux_units": [0]}, "model.aux_units"),
         ({"auxiliary": False, "aux_fields": ["f3"]}, "model.aux_fields: given, but auxiliary"),
         ({"partion_field": "f4"}, "model.partion_field: unknown key"),
+        ({"backbone": {"name": "dcn", "batch_norm": True}},
+         "model.backbone.batch_norm: true would give STAR's head a shared BatchNorm whose "
+         "statistics mix partitions (STAR normalises per partition, partition_norm); set it "
+         "false"),
+        ({"batch_norm": True}, "model.backbone.batch_norm: true would give STAR's head"),
     ],
 )  # fmt: skip
 def test_bad_options_are_one_line_config_errors(cfg, fragment):

@@ -12,7 +12,7 @@ cardinality: 3 for gender). With `E = embedding(x)` and `r_b = backbone.represen
     logit = s_m + s_a
 
 - Star-topology FCN. The shared FCN (W_l, b_l) *is* the backbone's prediction head f_y (and
-  its hidden blocks' BatchNorm / dropout, if configured); each partition has its own W_l^p,
+  its hidden blocks' dropout, if configured); each partition has its own W_l^p,
   b_l^p for every linear layer of the head, the 1-wide output layer included (the paper
   makes every FCN layer star-shaped). Applied through `LayerMod(partition_scale=...)`:
   every sample uses its own partition's W * W_p[p], b + b_p[p]. Init W_p = 1, b_p = 0, so
@@ -30,6 +30,10 @@ cardinality: 3 for gender). With `E = embedding(x)` and `r_b = backbone.represen
   indicator is the paper's separate input. `aux_fields` (default none: on MovieLens no field
   describes a gender beyond the indicator) adds those fields' embeddings from the shared
   table. `auxiliary: false` drops it.
+- No shared BatchNorm: the backbone's `batch_norm: true` is refused at config time. It would
+  put one BatchNorm, its statistics over batches that mix partitions, in the head's hidden
+  layers (and the backbone's other MLPs), the very thing PN keeps per partition; the paper's
+  FCN normalises only through PN.
 
 What is equal at init, exactly (`tests/test_star.py`): every sample's head is the shared
 network (the backbone's head, same weights; W * 1 = W, b + 0 = b); PN is plain
@@ -124,6 +128,13 @@ class STAROptions(WrapperOptions, PartitionOptions):
             self.backbone["name"],
             "STAR scales each layer of the backbone's prediction head per partition",
         )
+        if self.backbone.get("batch_norm"):
+            raise key_error(
+                ("backbone", "batch_norm"),
+                "true would give STAR's head a shared BatchNorm whose statistics mix "
+                "partitions (STAR normalises per partition, partition_norm); set it false",
+                True,
+            )
         if self.aux_fields and not self.auxiliary:
             raise key_error(
                 ("aux_fields",),
