@@ -15,6 +15,7 @@ import yaml
 
 from conftest import write_ml100k
 from gprec.cli.main import main
+from gprec.config import load_config
 from gprec.data.schema import EncodedField, Role
 from gprec.models.base import Backbone
 from gprec.models.registry import available_models, build_model, resolve_model_options
@@ -115,6 +116,22 @@ def test_the_model_config_file_holds_the_defaults(name):
     raw = yaml.safe_load((MODEL_CONFIGS / f"{name}.yaml").read_text())
     assert set(raw) == {"model"}
     assert resolve_model_options(raw["model"]) == resolve_model_options({"name": name})
+
+
+@pytest.mark.parametrize("name", ["star", "apg", "pepnet", "dgpm"])
+def test_the_model_config_takes_another_head(tmp_path, name):
+    """The wrappers' files pin only the backbone's name, so another head given with them (by
+    --set, or by a dataset config naming the same model) is the backbone's, not a conflict."""
+    overlay = MODEL_CONFIGS / f"{name}.yaml"
+    sets = ["model.head_units=[32, 16]", "model.dropout=0.1"]
+    backbone = load_config([ML100K_CONFIG, overlay], sets).model["backbone"]
+    assert backbone["head_units"] == [32, 16] and backbone["dropout"] == 0.1
+    raw = yaml.safe_load(ML100K_CONFIG.read_text())
+    raw["model"] = {"name": name, "head_units": [32, 16], "dropout": 0.1}
+    dataset = tmp_path / "data.yaml"
+    dataset.write_text(yaml.safe_dump(raw))
+    backbone = load_config([dataset, overlay]).model["backbone"]
+    assert backbone["head_units"] == [32, 16] and backbone["dropout"] == 0.1
 
 
 @pytest.mark.parametrize("how", ["by name", "overlay"])

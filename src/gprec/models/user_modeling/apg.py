@@ -56,8 +56,9 @@ Defaults and where they come from:
 - `dedup_condition: true`: the hypernetworks run once per distinct condition row of the
   batch (exact: they read only the condition fields), as GPRec's `dedup_users`.
 
-Backbones: those whose head takes per-layer weight modulations (the ones that support GPRec's
-`dynamic` strategy); another is a config error naming them.
+Backbones: those whose head takes per-layer weight modulations
+(`Backbone.head_accepts_layer_mods`, checked at config time by `wrapper.require_layer_mods`);
+another is a config error naming them.
 
 Speed (rough, CPU, 1 thread, ML-100K, batch 4096, training steps): about 2.5x the MLP's
 (4.3x with `dedup_condition: false`): three hypernetworks [80 -> 64 -> 32 -> 64] per distinct

@@ -48,8 +48,8 @@ Choices that are not options:
   construction strategy is dynamic parameters for the prediction MLP, which is why it cannot
   be combined with FinalMLP: so DGPM here only modulates the backbone head's weights, nothing
   is added to its input and no other head is built. A backbone whose head does not take layer
-  modulations (`gprec_strategies` without `dynamic`; FinalMLP) is refused at config time with
-  the list of supported backbones.
+  modulations (`Backbone.head_accepts_layer_mods` false: FinalMLP) is refused at config time
+  (`wrapper.require_layer_mods`) with the list of supported backbones.
 - Add, not replace. The group parameters are added to the shared head weights
   (`W_k + sum_g a_g D_gk`), the form GPRec's dynamic strategy (its Eq. 16, which cites DGPM)
   writes. Because the assignment weights sum to 1, replacing the shared weight by

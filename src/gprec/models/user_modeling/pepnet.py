@@ -42,8 +42,9 @@ PPNet's gates all read the same input: their
 first layers are one GEMM, their second layers one small GEMM each (a loop over the head's
 layers, never over samples or fields).
 
-Backbones: those whose head takes per-layer modulations (the ones that support GPRec's
-`dynamic` strategy); with `ppnet: false` any backbone works.
+Backbones: those whose head takes per-layer modulations (`Backbone.head_accepts_layer_mods`,
+checked at config time by `wrapper.require_layer_mods`); with `ppnet: false` any backbone
+works.
 
 Speed (rough, CPU, 1 thread, ML-100K, batch 4096, training steps): about 5-6x the MLP's.
 The mechanism needs it: five gate networks per sample (EPNet's and one per head layer), each

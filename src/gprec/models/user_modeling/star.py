@@ -56,8 +56,9 @@ Defaults and their sources:
 
 Backbones: STAR modulates the head's layers, so the head must take layer mods (an MLP); a
 backbone whose head does not (FinalMLP's bilinear fusion) is a config error naming those that
-do. The class-level signal read at config time is the backbone's `dynamic` GPRec strategy,
-which the contract suite ties to `head.accepts_layer_mods`; the built head is checked again.
+do, read at config time from the backbone's class (`Backbone.head_accepts_layer_mods`, checked
+by `wrapper.require_layer_mods`; the contract suite ties it to the built head's
+`accepts_layer_mods`).
 
 Speed (over the 3x-the-MLP budget, because of the mechanism). The star FCN costs P times the
 head's matrix products: `LayerMod.partition_scale` applies all P products `W * W_p` to the
