@@ -68,22 +68,20 @@ Choices that are not options:
   trained by backpropagation of the main BCE with the rest of the model; there are no
   auxiliary losses.
 
-Cost, and why DGPM is slower than 3x the MLP. Per sample and head layer (in, out), the MLP
-head costs in * out multiply-adds; `factors` adds G r (in + out) to combine the group factors
-(one (U, G) x (G, sum of sizes) GEMM over all layers, U the distinct users of the batch with
-`dedup_users`, exact since the assignment reads only user fields) and r (in + out) to apply
-them. Mixing G parameter sets per sample is the mechanism: at rank 1 and G 60 that is about
-twice the head's arithmetic, and the per-sample deltas are applied through `LayerMod`'s
-batched matmuls, which are overhead-bound on CPU at rank 1 (about half of DGPM's step).
-`products` has the same arithmetic but, as a `LayerMod` delta takes per-sample factors only,
-materialises a (B, in or out, G r) factor per layer; `full` costs G in out to combine and
-materialises a (B, in, out) matrix per layer; both are opt-in. Rough figures (1 CPU thread on
-a loaded shared machine, ML-100K fields, head [64, 32, 16], G 60, batch 4096; the quietest of
-interleaved repeats): a training step took 4.1 ms for the MLP, 16.7 ms for DGPM (4.1x; 22.9
-ms without `dedup_users`), 42 ms at rank 4, about 240 ms with `products` and 300 ms with
-`full`; `gprec train` epochs took 0.09 s (MLP) and 0.6-0.8 s (DGPM). With a rank-1 fast path
-in `LayerMod`'s delta (an element-wise product and sum instead of two `bmm`s, not made here:
-`layers/mlp.py` is shared) the DGPM step took 10.4 ms (2.5x).
+Cost. Per sample and head layer (in, out), the MLP head costs in * out multiply-adds;
+`factors` adds G r (in + out) to combine the group factors (one (U, G) x (G, sum of sizes)
+GEMM over all layers, U the distinct users of the batch with `dedup_users`, exact since the
+assignment reads only user fields) and r (in + out) to apply them. Mixing G parameter sets per
+sample is the mechanism: at rank 1 and G 60 that is about twice the head's arithmetic. The
+per-sample deltas go through `LayerMod`'s delta, whose small per-row products
+(`layers/mlp.py`, `_rowwise_matmul`: rank 1 included) are a broadcast product and sum, not
+`bmm`s. A training step (ML-100K fields, head [64, 32, 16], G 60, batch 4096, CPU) takes
+about 2.4x the MLP's on a busy machine; the committed benchmark is
+benchmarks/results/user_modeling_speed.md. Higher ranks cost more (every unit of rank adds
+G (in + out) per sample and layer). `products` has the same arithmetic but, as a `LayerMod`
+delta takes per-sample factors only, materialises a (B, in or out, G r) factor per layer;
+`full` costs G in out to combine and materialises a (B, in, out) matrix per layer; both are
+opt-in and many times slower.
 
 Inspection: `assignments(x)` (B, G) and `group_embeddings()` (G, d_g).
 """
