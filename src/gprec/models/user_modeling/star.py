@@ -60,15 +60,19 @@ do, read at config time from the backbone's class (`Backbone.head_accepts_layer_
 by `wrapper.require_layer_mods`; the contract suite ties it to the built head's
 `accepts_layer_mods`).
 
-Speed (over the 3x-the-MLP budget, because of the mechanism). The star FCN costs P times the
-head's matrix products: `LayerMod.partition_scale` applies all P products `W * W_p` to the
-batch (one einsum per layer) and gathers each sample's, the batched way to give every sample
-its own partition's weights without a loop over partitions; P = 3 for gender (the unseen
-partition 0 included). PN adds per-partition statistics, about three BatchNorms' worth of
-(B, D) passes even with its closed-form backward. The auxiliary network runs on P rows, not B.
-On the MLP backbone, whose head is nearly all of its compute, this is the worst case: rough
-timing, one thread, a shared machine, ML-100K's 8 fields, batch 4096: MLP ~4.6 ms per
-training step, STAR ~16 ms (~3.4x), of which the P-fold head ~2.8x and PN ~0.5x.
+Speed (over the 3x-the-MLP budget, and mostly because of how we compute it). The mechanism
+needs only one partition's weights `W * W_p` per sample: a sample's forward costs what the
+shared head's does. Our implementation instead applies all P products `W * W_p` to the whole
+batch (`LayerMod.partition_scale`, one einsum per layer) and gathers each sample's: P times
+the head's matrix products, chosen so that no loop over partitions (or samples) is needed;
+P = 3 for gender (the unseen partition 0 included). Grouping the batch by partition and
+running each group through its own weights would cost about one head, at the price of a
+per-partition loop and a scatter back. PN adds per-partition statistics, about three
+BatchNorms' worth of (B, D) passes even with its closed-form backward. The auxiliary network
+runs on P rows, not B. On the MLP backbone, whose head is nearly all of its compute, this is
+the worst case: rough timing, one thread, a shared machine, ML-100K's 8 fields, batch 4096:
+MLP ~4.6 ms per training step, STAR ~16 ms (~3.4x), of which the P-fold head ~2.8x and PN
+~0.5x.
 
 No reference code from the authors exists, and the paper's full text is not among
 shared/papers: the paper's details here (PN placed on the FCN's input, every FCN layer
