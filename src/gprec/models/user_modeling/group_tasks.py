@@ -10,6 +10,13 @@ from gprec.models.wrapper import PartitionOptions
 
 
 class GroupTaskOptions(BackboneOptions, PartitionOptions):
+    partition_field: str | None = Field(
+        None,
+        description="the user field whose value is each sample's group, with its own gate "
+        "and tower (null: gender where the data has it); group 0 (unseen or missing values) "
+        "trains only on training rows missing the value (none on MovieLens), so a value unseen "
+        "in training is scored by an untrained tower",
+    )
     # BackboneOptions' head settings keep their names, so a dataset config's MLP section
     # switched by `--set model.name=mmoe` configures the towers.
     head_units: list[Width] = Field(

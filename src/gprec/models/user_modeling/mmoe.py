@@ -13,6 +13,14 @@ group of its own, so there are as many groups as the field has values. A sample 
 label, its own group's task: its logit is its own group's tower over its own group's mixture,
 and the loss (the trainer's BCE) is on that output only.
 
+The unseen group is untrained unless the training data has missing values. Index 0 is what
+the encoder gives a value absent from the training split's vocabulary or a missing one, so
+only training samples with a missing partition value reach it. On MovieLens (every user has
+a gender) group 0's gate and tower get only zero gradients and keep their initial weights: a
+user whose value is unseen at test is scored by an untrained gate and tower over the trained
+experts, i.e. by noise. It is kept as its own group (not mapped to a trained one) because
+the papers give no rule for it.
+
 Defaults. The GPRec paper's setting where it applies: embedding 16, towers `head_units`
 [64, 32, 16] then a 1-wide output (the MLP's head), ReLU, no dropout, no BatchNorm;
 `dropout`, `batch_norm` and `activation` apply to the experts, the towers and MLP gates

@@ -19,6 +19,15 @@ paper (FuxiCTR's covers only the shared experts); shared experts read the shared
 group k's experts group k's path (MTReclib feeds the shared experts each task's input). The
 last level has no shared gate: nothing reads it.
 
+The unseen group is untrained unless the training data has missing values. Index 0 is what
+the encoder gives a value absent from the training split's vocabulary or a missing one, so
+only training samples with a missing partition value reach it. On MovieLens (every user has
+a gender) group 0's last-level specific experts, its last-level gate and its tower get only
+zero gradients and keep their initial weights (its lower-level experts train through the
+shared gate): a user whose value is unseen at test is scored by an untrained gate and
+tower, i.e. by noise. It is kept as its own group (not mapped to a trained one) because the
+papers give no rule for it.
+
 Routing. Below level L every group's path is computed for every sample, because the shared
 gate mixes every group's specific experts, each over that group's own path. At level L only
 the sample's own group matters: its gate row is gathered before the softmax and its own
