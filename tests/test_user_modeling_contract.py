@@ -89,6 +89,20 @@ def main_loss(m, x, y):
     return loss, loss + sum(out.aux_losses.values(), torch.zeros(()))
 
 
+@pytest.mark.parametrize("name", USER_MODELS)
+def test_one_adam_step_lowers_the_training_loss(name):
+    """A single Adam step (lr 0.01) on the batch lowers the main loss on that batch."""
+    m = model(name).train()
+    x, y = batch()
+    opt = torch.optim.Adam(m.parameters(), lr=0.01)
+    before, total = main_loss(m, x, y)
+    opt.zero_grad()
+    total.backward()
+    opt.step()
+    after, _ = main_loss(m, x, y)
+    assert after.item() < before.item()
+
+
 @pytest.mark.parametrize(
     "name, opts",
     [*((n, {}) for n in USER_MODELS),
