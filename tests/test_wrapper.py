@@ -7,6 +7,7 @@ import torch
 from conftest import toy_fields
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
+from gprec.layers.embedding import FieldEmbedding
 from gprec.models.registry import build_model, resolve_model_options
 from gprec.models.wrapper import (
     BackboneWrapper,
@@ -45,12 +46,22 @@ def test_a_key_neither_level_knows_is_still_refused():
         resolve_model_options({"name": "gprec", "cross_layers": 2})  # the MLP has none
 
 
-def test_the_wrapper_shares_the_backbones_embedding_table(fields):
-    model = build_model(resolve_model_options({"name": "gprec"}), fields)
+@pytest.mark.parametrize(
+    "name, opts",
+    [("gprec", {}), ("star", {"partition_field": "f4"}), ("apg", {}),
+     ("pepnet", {"partition_field": "f4"}), ("dgpm", {})],
+)  # fmt: skip
+def test_the_wrapper_shares_the_backbones_embedding_table(fields, name, opts):
+    """One table of field embeddings, the backbone's. STAR alone has a second `nn.Embedding`
+    by design: its partition indicator's table (the paper's separate input), not a field one."""
+    model = build_model(resolve_model_options({"name": name, **opts}), fields)
     assert isinstance(model, BackboneWrapper)
     assert model.embedding is model.backbone.embedding
-    tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
-    assert len(tables) == 1
+    field_tables = [m for m in model.modules() if isinstance(m, FieldEmbedding)]
+    assert len(field_tables) == 1 and field_tables[0] is model.backbone.embedding
+    tables = {id(m) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    own = [model.indicator] if name == "star" else []
+    assert tables == {id(model.embedding.table), *(id(t) for t in own)}
 
 
 def test_partition_field_defaults_to_gender_and_is_checked():
