@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from conftest import toy_data, toy_fields, train_steps
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
+from gprec.layers.mlp import LayerMod
 from gprec.layers.partition_norm import PartitionedNorm, partition_moments
 from gprec.models.base import Representation
 from gprec.models.registry import build_model, resolve_model_options
@@ -365,3 +366,26 @@ def test_bad_partition_or_aux_fields_are_one_clear_line(opts, message):
     with pytest.raises(ConfigError) as err:
         make(max_partitions=8, **opts)
     assert str(err.value) == message
+
+
+def test_only_the_partitions_in_the_batch_are_computed_and_the_result_is_the_same():
+    """layer_mods drops absent partitions' products (a speed-up); the logits equal those from
+    every partition's products, and an absent partition's weights get no gradient."""
+    model = make().eval()
+    randomise(model)  # partitions' weights differ, so a wrong gather would show
+    x, _ = batch(64)
+    x[:, model.partition_column] = torch.where(x[:, model.partition_column] == 1, 2, 1)
+    part = model.partition(x)
+    assert len(torch.unique(part)) < model.n_partitions
+    full = [
+        LayerMod(partition_scale=(w, b, part))
+        for w, b in zip(model.partition_weights, model.partition_biases, strict=True)
+    ]
+    rep = model.backbone.represent(x, model.embedding(x))
+    r = model.norm(rep.r, part) if model.norm is not None else rep.r
+    fast = model.backbone.predict(Representation(r, rep.logit), model.layer_mods(part))
+    slow = model.backbone.predict(Representation(r, rep.logit), full)
+    assert torch.allclose(fast, slow, atol=1e-6)
+    fast.sum().backward()
+    assert model.partition_weights[0].grad[0].abs().sum() == 0  # partition 0 absent
+    assert model.partition_weights[0].grad[1].abs().sum() > 0
