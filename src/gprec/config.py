@@ -112,6 +112,11 @@ class DataConfig(StrictModel):
         3.0,
         description="label is 1 when the target (rating) is above this; null: the target is 0/1",
     )
+    target: Literal["label", "value"] = Field(
+        "label",
+        description="label: a 0/1 label (via label_threshold), for train.task binary; value: "
+        "the target itself (a rating), for train.task regression",
+    )
     split: Literal["random", "leave_last_out"] = Field(
         "random",
         description="random: rows split by data.split_ratios; leave_last_out: each user's latest "
@@ -189,6 +194,12 @@ class TrainConfig(StrictModel):
         "always dropped when the model has BatchNorm, which cannot train on one row)",
     )
     threads: int | None = Field(None, gt=0, description="torch CPU threads; null: torch's default")
+    task: Literal["binary", "regression"] = Field(
+        "binary",
+        description="what is learned: binary (CTR: BCE, AUC / LogLoss, early stopping on AUC) "
+        "or regression (the target value: MSE, RMSE / MAE, early stopping on RMSE); "
+        "regression needs data.target: value",
+    )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
         description="training matmuls in float32, or bfloat16 under autocast (weights, optimizer "
@@ -215,6 +226,18 @@ class RunConfig(StrictModel):
         if isinstance(v, str):
             raise key_error((), f"a section, not a name: write model.name={v}", v)
         return v
+
+    @model_validator(mode="after")
+    def _target_fits_the_task(self) -> RunConfig:
+        wanted = {"binary": "label", "regression": "value"}[self.train.task]
+        if self.data.target != wanted:
+            raise key_error(
+                ("data", "target"),
+                f"is {self.data.target}, but train.task {self.train.task} learns a "
+                f"{'0/1 label' if wanted == 'label' else 'target value'}: set data.target: {wanted}",
+                self.data.target,
+            )
+        return self
 
     def split_seed(self) -> int:
         return self.data.split_seed if self.data.split_seed is not None else self.train.seed
@@ -436,6 +459,17 @@ def parse_config(
             options = validate_model_options({"name": "mlp", **model})
         except ValidationError as e:
             problems += validation_problems(e, "model")
+    if cfg is not None and options is not None:
+        from gprec.models.registry import model_class
+
+        tasks = model_class(options["name"]).tasks
+        if cfg.train.task not in tasks:
+            problems.append(
+                (
+                    "train.task",
+                    f"model {options['name']} trains only train.task {' or '.join(tasks)}",
+                )
+            )
     if problems:
         raise ConfigError(describe_problems(problems, source, overrides))
     assert cfg is not None and options is not None

@@ -33,9 +33,10 @@ def handle(args) -> int:
         default = Path("runs") / f"{cfg.model['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = output_dir(default, "run directory")
     metrics = run_training(cfg, out, echo, overwrite=args.overwrite)
-    t = metrics["test"]
+    test = " ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items())
+    monitor = metrics["monitor"]
     print(
-        f"test auc {t['auc']:.4f} logloss {t['logloss']:.4f} | valid auc {metrics['valid']['auc']:.4f} "
+        f"test {test} | valid {monitor} {metrics['valid'][monitor]:.4f} "
         f"| {metrics['epochs_run']} epochs, {metrics['train']['samples_per_second'] / 1000:.0f}k samples/s | {out}"
     )
     return 0

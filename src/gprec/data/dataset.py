@@ -29,6 +29,7 @@ from gprec.data.encode import (
     drop_duplicates,
     encoded_fields,
     find_duplicates,
+    target_values,
 )
 from gprec.data.schema import EncodedField, RawTable, Role
 from gprec.data.split import SPLITS, leave_last_out_split, random_split
@@ -113,14 +114,20 @@ def encode(raw: RawTable, cfg: DataConfig, seed: int) -> EncodedDataset:
     if raw.table.height == 0:
         raise DataError("the dataset has no interactions", path=dataset)
     raw, duplicates = apply_duplicate_policy(raw, duplicate_policy(cfg), interactions)
-    y_all = binary_labels(raw, cfg.label_threshold, interactions)
+    if cfg.target == "value":
+        y_all = target_values(raw, interactions).astype(np.float32)
+    else:
+        y_all = binary_labels(raw, cfg.label_threshold, interactions)
     rows = split_rows(raw, cfg, seed)
     if len(rows["train"]) == 0:
         raise DataError("the training split is empty", path=dataset)
     vocab = Vocabulary.fit(raw.table[rows["train"]], raw.fields)
     y = {s: y_all[rows[s]] for s in SPLITS}
     for s in ("valid", "test"):
-        _require_both_labels(s, y[s], cfg, dataset)
+        if cfg.target == "label":
+            _require_both_labels(s, y[s], cfg, dataset)
+        elif len(y[s]) == 0:
+            raise DataError(f"the {s} split is empty; check data.split_ratios", path=dataset)
     X = {s: vocab.encode(raw.table[rows[s]], raw.fields) for s in SPLITS}
     fields = encoded_fields(raw.fields, vocab)
     return EncodedDataset(fields, X, y, vocab, name=cfg.source, duplicates=duplicates)

@@ -60,16 +60,22 @@ class Vocabulary:
         return self.values
 
 
+def target_values(raw: RawTable, path: Path | None = None) -> np.ndarray:
+    """The target itself as float64 (a rating): `data.target: value` keeps it (as float32),
+    `binary_labels` thresholds it."""
+    target = raw.table[RawTable.TARGET]
+    if target.null_count():
+        first = int(target.is_null().arg_max())
+        raise DataError(f"target is missing on data row {data_rows(raw)[first]}", path=path)
+    return target.cast(pl.Float64).to_numpy()
+
+
 def binary_labels(raw: RawTable, threshold: float | None, path: Path | None = None) -> np.ndarray:
     """Labels as float32 0/1: `target > threshold`, or the target itself when already binary.
 
     `path` is the interactions file, for messages.
     """
-    target = raw.table[RawTable.TARGET]
-    if target.null_count():
-        first = int(target.is_null().arg_max())
-        raise DataError(f"target is missing on data row {data_rows(raw)[first]}", path=path)
-    values = target.cast(pl.Float64).to_numpy()
+    values = target_values(raw, path)
     if threshold is not None:
         return (values > threshold).astype(np.float32)
     bad = ~np.isin(values, (0.0, 1.0))

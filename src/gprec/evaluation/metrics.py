@@ -14,3 +14,13 @@ def ctr_metrics(y_true: np.ndarray, y_prob: np.ndarray) -> dict[str, float]:
         return {"auc": float("nan"), "logloss": float("nan")}
     auc = float(roc_auc_score(y_true, y_prob)) if len(np.unique(y_true)) == 2 else float("nan")
     return {"auc": auc, "logloss": float(log_loss(y_true, y_prob, labels=[0, 1]))}
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """RMSE and MAE of predicted values (ratings); NaN on an empty split."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if len(y_true) == 0:
+        return {"rmse": float("nan"), "mae": float("nan")}
+    err = y_pred - y_true
+    return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}

@@ -158,6 +158,12 @@ def run_comparison(
     # Every run directory is checked before the first run, so a clash in the last one does
     # not surface hours in; the device too, since every config names one.
     for key, cfg in configs.items():
+        if cfg.train.task != "binary":
+            # The tables and tests below are of AUC and LogLoss (evaluation/significance.py).
+            raise ConfigError(
+                f"model {key[0]}: gprec compare reports CTR metrics, so it compares "
+                f"train.task binary only (this one is {cfg.train.task}); train each with gprec train"
+            )
         resolve_device(cfg.train.device)
         claim_run_dir(run_dirs[key], dump_config(cfg), remedy="use another --out")
     check_experiment_dir(out_dir)

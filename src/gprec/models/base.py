@@ -80,6 +80,8 @@ class CTRModel(nn.Module):
     """Base of every registered model: field bookkeeping plus the embedding table."""
 
     Options: type[ModelOptions] = ModelOptions
+    # `train.task`s it can learn (training/tasks.py); its main output is that task's raw output.
+    tasks: ClassVar[tuple[str, ...]] = ("binary", "regression")
 
     def __init__(self, fields: list[EncodedField], options: ModelOptions):
         super().__init__()

@@ -137,6 +137,8 @@ class GPRec(BackboneWrapper):
     """
 
     Options = GPRecOptions
+    # L_G and L_con are BCEs of f_1's predictions against the click label.
+    tasks = ("binary",)
     description = "GPRec: group + individual user modeling around a backbone (model.backbone)"
 
     def __init__(self, fields: list[EncodedField], options: GPRecOptions):

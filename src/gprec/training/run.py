@@ -63,7 +63,9 @@ def run_training(
             )
             return read_metrics(out_dir) | {"reused": True}
         if state.kind in ("interrupted", "failed") and log:
-            log(f"{out_dir} holds an unfinished ({state.kind}) run of this config: training it again")
+            log(
+                f"{out_dir} holds an unfinished ({state.kind}) run of this config: training it again"
+            )
         if log:
             log(f"training {cfg.model['name']} on {cfg.data.source} -> {out_dir}")
     device = resolve_device(cfg.train.device)
@@ -102,6 +104,8 @@ def _train(cfg, model, data, tensors, out_dir, log, started, data_seconds, devic
     metrics = {
         "model": cfg.model["name"],
         "seed": cfg.train.seed,
+        "task": cfg.train.task,
+        "monitor": trainer.task.monitor,
         "split_seed": cfg.split_seed(),
         "test": trainer.evaluate(*tensors["test"]),
         "valid": fit.best_valid | {"best_epoch": fit.best_epoch},

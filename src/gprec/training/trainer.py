@@ -1,15 +1,16 @@
-"""The trainer: shuffled tensor slices, Adam + StepLR, early stopping on validation AUC.
+"""The trainer: shuffled tensor slices, Adam + StepLR, early stopping on the task's validation
+metric (AUC for CTR).
 
 Batches are views into one permuted int tensor per epoch; there is no
 per-sample Python anywhere on the hot path. The trainer knows nothing about
-any particular model: it adds the model's main BCE loss and whatever named
-auxiliary losses the model returns.
+any particular model or target: the task (`training/tasks.py`, `train.task`) gives the main
+loss, the prediction transform, the metrics and what early stopping watches; the trainer adds
+whatever named auxiliary losses the model returns.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from gprec.config import TrainConfig
 from gprec.errors import ConfigError, GprecError
-from gprec.evaluation.metrics import ctr_metrics
 from gprec.io import save_atomic
+from gprec.training.tasks import TASKS
 
 Logger = Callable[[str], None]
 
@@ -83,10 +83,14 @@ def make_adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, X: torch.Tensor, batch_size: int = 65536) -> np.ndarray:
+def predict(
+    model: torch.nn.Module, X: torch.Tensor, batch_size: int = 65536, transform=torch.sigmoid
+) -> np.ndarray:
+    """Predictions in evaluation mode: `transform` of the model's main output (the task's;
+    the sigmoid gives CTR probabilities)."""
     was_training = model.training
     model.eval()
-    out = [torch.sigmoid(model(xb).logit) for xb in X.split(batch_size)]
+    out = [transform(model(xb).logit) for xb in X.split(batch_size)]
     model.train(was_training)
     return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
 
@@ -115,6 +119,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = run_dir
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.task = TASKS[cfg.task]
         # BatchNorm cannot normalise a batch of one row in training: such a last batch is dropped.
         self._has_batch_norm = any(
             isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()
@@ -143,7 +148,7 @@ class Trainer:
         for xb, yb in self._progress(batches, n_batches, epoch):
             with self._autocast(X.device):
                 out = self.model(xb, yb)
-            main = F.binary_cross_entropy_with_logits(out.logit.float(), yb)
+            main = self.task.loss(out.logit.float(), yb)
             loss = (
                 main + sum(v.float() for v in out.aux_losses.values()) if out.aux_losses else main
             )
@@ -151,7 +156,11 @@ class Trainer:
             loss.backward()
             optimizer.step()
             # Summed as tensors: a .item() per step would make a GPU wait every step.
-            for name, value in (("loss", loss), ("bce", main), *out.aux_losses.items()):
+            for name, value in (
+                ("loss", loss),
+                (self.task.loss_name, main),
+                *out.aux_losses.items(),
+            ):
                 value = value.detach()
                 totals[name] = totals[name] + value if name in totals else value
         if X.device.type == "cuda":
@@ -160,13 +169,13 @@ class Trainer:
         return {k: v.item() / n_batches for k, v in totals.items()}, seconds
 
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        prob = predict(self.model, X, self.cfg.eval_batch_size)
+        prob = predict(self.model, X, self.cfg.eval_batch_size, self.task.transform)
         if not np.isfinite(prob).all():
             raise TrainingDiverged(
                 "training diverged: the model predicts NaN or infinity; lower train.lr "
                 f"(now {self.cfg.lr:g}) or check the data"
             )
-        return ctr_metrics(y.cpu().numpy(), prob)
+        return self.task.metrics(y.cpu().numpy(), prob)
 
     def fit(
         self, X_train, y_train, X_valid, y_valid, checkpoint_extra: dict | None = None
@@ -185,7 +194,9 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma
         )
-        best_auc, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
+        self.task = task = TASKS[cfg.task].fit(y_train)
+        monitor = task.monitor
+        best, best_epoch, best_state, best_valid = task.worst(), 0, None, {}
         history, train_seconds, eval_seconds, stale = [], 0.0, 0.0, 0
         log_file = self.run_dir / "log.jsonl" if self.run_dir else None
         if log_file:
@@ -199,15 +210,19 @@ class Trainer:
             valid = self.evaluate(X_valid, y_valid)
             eval_seconds += time.perf_counter() - t0
             train_seconds += seconds
-            improved = valid["auc"] > best_auc
+            improved = task.improves(valid[monitor], best)
             if improved:
-                best_auc, best_epoch, best_valid, stale = valid["auc"], epoch, valid, 0
+                best, best_epoch, best_valid, stale = valid[monitor], epoch, valid, 0
                 best_state = {
                     k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
                 }
                 if self.run_dir:
                     save_atomic(
-                        {"state_dict": best_state, **(checkpoint_extra or {})},
+                        {
+                            "state_dict": best_state,
+                            "task": task.state(),
+                            **(checkpoint_extra or {}),
+                        },
                         self.run_dir / "model.pt",
                     )
             else:
@@ -223,10 +238,12 @@ class Trainer:
             if log_file:
                 with open(log_file, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
-            aux = " ".join(f"{k} {v:.4f}" for k, v in losses.items() if k not in ("loss", "bce"))
+            main = task.loss_name
+            aux = " ".join(f"{k} {v:.4f}" for k, v in losses.items() if k not in ("loss", main))
+            shown = " ".join(f"{k} {v:.4f}" for k, v in valid.items())
             self.log(
-                f"epoch {epoch:3d} | loss {losses['loss']:.4f} bce {losses['bce']:.4f}{' ' + aux if aux else ''}"
-                f" | valid auc {valid['auc']:.4f} logloss {valid['logloss']:.4f}{' *' if improved else ''}"
+                f"epoch {epoch:3d} | loss {losses['loss']:.4f} {main} {losses[main]:.4f}{' ' + aux if aux else ''}"
+                f" | valid {shown}{' *' if improved else ''}"
                 f" | {seconds:.1f}s {record['samples_per_second'] / 1000:.0f}k samples/s"
             )
             if stale >= cfg.patience:
@@ -237,7 +254,8 @@ class Trainer:
         if epoch == cfg.max_epochs and best_epoch == epoch and epoch > 1:
             # Early stopping never triggered: the model was still improving when cut off.
             warnings.append(
-                f"validation AUC still improved at the last epoch ({epoch} = train.max_epochs); "
+                f"validation {monitor.upper()} still improved at the last epoch "
+                f"({epoch} = train.max_epochs); "
                 "the model may be undertrained: raise train.max_epochs"
             )
         for w in warnings:

@@ -1,0 +1,112 @@
+"""Training tasks (training/tasks.py, `train.task`): each task's loss, transform, metrics and
+early-stopping direction against hand computations, the config checks, and a regression task
+trained end to end through `gprec train` on a tiny MovieLens-100K."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import write_ml100k
+from gprec.cli.main import main
+from gprec.config import parse_config
+from gprec.errors import ConfigError
+from gprec.evaluation.metrics import regression_metrics
+from gprec.training.tasks import TASKS, BinaryTask, RegressionTask
+
+ML100K_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ml-100k" / "mlp.yaml"
+
+
+def test_binary_task_is_todays_ctr_path():
+    task = TASKS["binary"]
+    out, y = torch.tensor([0.0, 2.0, -1.0]), torch.tensor([1.0, 1.0, 0.0])
+    expected = -np.mean(
+        [
+            math.log(0.5),
+            math.log(1 / (1 + math.exp(-2))),
+            math.log(1 / (1 + math.exp(-1))),
+        ]  # label 0, logit -1: log(1 - sigmoid(-1))
+    )
+    assert math.isclose(task.loss(out, y).item(), expected, rel_tol=1e-6)
+    assert torch.allclose(task.transform(out), torch.sigmoid(out))
+    assert set(task.metrics(y.numpy(), task.transform(out).numpy())) == {"auc", "logloss"}
+    assert task.monitor == "auc" and task.improves(0.8, 0.7) and not task.improves(0.7, 0.8)
+    assert task.fit(y) is task and task.worst() == -math.inf
+
+
+def test_regression_task_predicts_around_the_training_mean():
+    y_train = torch.tensor([1.0, 3.0, 5.0, 3.0])
+    task = TASKS["regression"].fit(y_train)
+    assert isinstance(task, RegressionTask) and task.offset == 3.0
+    out, y = torch.tensor([0.5, -1.0]), torch.tensor([4.0, 1.0])
+    # (3.5 - 4)^2 and (2 - 1)^2
+    assert math.isclose(task.loss(out, y).item(), (0.25 + 1.0) / 2, rel_tol=1e-6)
+    assert torch.allclose(task.transform(out), torch.tensor([3.5, 2.0]))
+    assert task.state() == {"name": "regression", "offset": 3.0}
+    assert task.monitor == "rmse" and task.improves(0.9, 1.0) and not task.improves(1.0, 0.9)
+    assert task.worst() == math.inf
+
+
+def test_regression_metrics_against_a_hand_computation():
+    m = regression_metrics(np.array([1.0, 2.0, 4.0]), np.array([2.0, 2.0, 2.0]))
+    assert math.isclose(m["rmse"], math.sqrt((1 + 0 + 4) / 3))
+    assert math.isclose(m["mae"], (1 + 0 + 2) / 3)
+    assert all(math.isnan(v) for v in regression_metrics(np.zeros(0), np.zeros(0)).values())
+
+
+def test_the_task_and_the_target_must_agree():
+    with pytest.raises(ConfigError, match="data.target: is label, but train.task regression"):
+        parse_config({"train": {"task": "regression"}})
+    with pytest.raises(ConfigError, match="data.target: is value, but train.task binary"):
+        parse_config({"data": {"target": "value"}})
+    cfg = parse_config({"train": {"task": "regression"}, "data": {"target": "value"}})
+    assert cfg.train.task == "regression"
+    with pytest.raises(ConfigError, match="train.task: model gprec trains only train.task binary"):
+        parse_config(
+            {
+                "train": {"task": "regression"},
+                "data": {"target": "value"},
+                "model": {"name": "gprec"},
+            }
+        )
+
+
+def test_a_regression_task_trains_end_to_end(tmp_path):
+    data = write_ml100k(tmp_path / "ml-100k", n_ratings=3000)
+    out = tmp_path / "run"
+    args = [
+        "train", "-c", str(ML100K_CONFIG), "--set", f"data.path={data}",
+        "--set", f"data.cache_dir={tmp_path / 'cache'}",
+        "--set", "train.task=regression", "--set", "data.target=value",
+        "--set", "train.batch_size=256", "--set", "train.lr=0.01", "--set", "train.max_epochs=30",
+        "--set", "train.progress=false", "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "regression" and metrics["monitor"] == "rmse"
+    assert set(metrics["test"]) == {"rmse", "mae"}
+    # Better than predicting the mean rating: the ratings depend on user and item here.
+    ratings = np.array(
+        [int(line.split("\t")[2]) for line in (data / "u.data").read_text().splitlines()]
+    )
+    assert metrics["test"]["rmse"] < ratings.std() - 0.05
+    assert torch.load(out / "model.pt")["task"]["name"] == "regression"
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["task"] == "regression"
+
+
+def test_compare_refuses_a_regression_task(tmp_path, capsys):
+    args = [
+        "compare", "-c", str(ML100K_CONFIG), "--set", "train.task=regression",
+        "--set", "data.target=value", "--models", "mlp", "--seeds", "1", "--out", str(tmp_path / "x"),
+    ]  # fmt: skip
+    assert main(args) == 2
+    assert "compares train.task binary only" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_binary_task_class_is_registered_under_its_name():
+    assert isinstance(TASKS["binary"], BinaryTask) and set(TASKS) == {"binary", "regression"}
