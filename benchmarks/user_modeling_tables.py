@@ -74,7 +74,9 @@ def summary_markdown(summaries: dict[str, dict]) -> str:
         out += [
             f"## {dataset}, {len(summary['seeds'])} paired seeds",
             "",
-            f"Trained on: {', '.join(devices)} (each run's device is in comparison.json).",
+            f"Trained on: {', '.join(devices)} (each run's device is in comparison.json; so the "
+            "seconds per epoch in comparison.md are not speed figures: those are "
+            "`user_modeling_speed.md`).",
             "",
         ]
         head = "| model | valid AUC | test AUC | test LogLoss |"
@@ -93,7 +95,8 @@ def summary_markdown(summaries: dict[str, dict]) -> str:
                 _pm([x["test"]["logloss"] for x in r]),
             ]
             if paper:
-                key = "gprec" if model.startswith("gprec-") else model
+                # The paper reports one GPRec(MLP): beside the strategy chosen on validation.
+                key = "gprec" if model == pre["candidate"] else model
                 cells.append("{:.4f} / {:.4f}".format(*paper[key]) if key in paper else "")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")

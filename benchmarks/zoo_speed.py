@@ -312,7 +312,10 @@ def markdown(res: dict) -> str:
             "not installed): the speed-ups are indicative"
         )
     lines = [
-        "## Training speed of every backbone, bare and under GPRec, vs FuxiCTR 2.3.10",
+        "## "
+        + res.get(
+            "title", "Training speed of every backbone, bare and under GPRec, vs FuxiCTR 2.3.10"
+        ),
         "",
         "Timed epochs per model (per dataset below) taken in turns after one warm-up; batch "
         f"4096; {m['cpu_model']}, {m['torch_threads']} torch thread(s), torch {m['torch']}. "
@@ -431,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         "backbone also as <name>@bf16)",
     )
     p.add_argument("--no-gprec", action="store_true", help="the bare backbones only")
+    p.add_argument("--title", help="the Markdown's heading (default: the zoo's)")
     p.add_argument(
         "--extra",
         default="",
@@ -500,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         measured[d] = run_dataset(d, args, models, fx) | {"epochs_timed": args.epochs}
     res = {
         "benchmark": NAME,
+        **({"title": args.title} if args.title else {}),
         "target_speedup": TARGET,
         "fuxictr_samples_per_second": FUXICTR,
         "datasets": {d: measured.get(d) or kept[d] for d in DATASETS if d in measured or d in kept},

@@ -75,9 +75,9 @@ assignment reads only user fields) and r (in + out) to apply them. Mixing G para
 sample is the mechanism: at rank 1 and G 60 that is about twice the head's arithmetic. The
 per-sample deltas go through `LayerMod`'s delta, whose small per-row products
 (`layers/mlp.py`, `_rowwise_matmul`: rank 1 included) are a broadcast product and sum, not
-`bmm`s. A training step (ML-100K fields, head [64, 32, 16], G 60, batch 4096, CPU) takes
-about 2.4x the MLP's on a busy machine; the committed benchmark is
-benchmarks/results/user_modeling_speed.md. Higher ranks cost more (every unit of rank adds
+`bmm`s. An epoch (ML-100K, head [64, 32, 16], G 60, batch 4096) takes
+2.2x the MLP's epoch (ML-100K, 1 thread, quiet:
+benchmarks/results/user_modeling_speed.md). Higher ranks cost more (every unit of rank adds
 G (in + out) per sample and layer). `products` has the same arithmetic but, as a `LayerMod`
 delta takes per-sample factors only, materialises a (B, in or out, G r) factor per layer;
 `full` costs G in out to combine and materialises a (B, in, out) matrix per layer; both are

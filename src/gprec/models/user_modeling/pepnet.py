@@ -33,9 +33,10 @@ Defaults and choices:
 - `prior_fields: null`: the personal fields (user_id) and the item's ID field, taken as the
   first item field in schema order (item_id on MovieLens and the synthetic data).
 - `partition_field: null`: the domain-side field is gender where the data has it.
-- `gate_units: null`: each Gate NU's hidden width is the width it gates (TorchEasyRec's PPNet:
-  the layer's width; for EPNet the flattened embeddings' width F*d): what makes PEPNet
-  ~5-7x the MLP (Speed, below); `gate_units: 16` is ~3x.
+- `gate_units: 16` (our choice; the paper gives no width): every Gate NU's hidden layer is 16
+  wide, the embedding width. `null` is TorchEasyRec's PPNet choice, each Gate NU as wide as
+  what it gates (the layer's width; for EPNet the flattened embeddings' F*d), which makes PEPNet
+  about 6x the MLP's epoch instead of about 3x (Speed, below).
 - `gamma: 2` (the paper).
 - `epnet`, `ppnet`: either half alone (the paper's ablations); both off is a config error (the
   bare backbone).
@@ -47,15 +48,12 @@ Backbones: those whose head takes per-layer modulations (`Backbone.head_accepts_
 checked at config time by `wrapper.require_layer_mods`); with `ppnet: false` any backbone
 works.
 
-Speed (rough, CPU, 1 thread, ML-100K, batch 4096, training steps): about 5-7x the MLP's,
-and the reason is a default, not the mechanism: `gate_units: null` makes each Gate NU's hidden
-layer as wide as what it gates (TorchEasyRec's choice, kept as the default), so EPNet's gate
-is F*d (128 on ML-100K) wide over a 144-wide input and each of PPNet's four gates as wide
-as the input of the layer it gates, each reading the whole embedding (`sg(E)` or `sg(O_ep)` plus the
-domain or prior embeddings): five gate networks per sample against a head of four layers,
-none shareable across samples (the gate inputs hold the item). With `gate_units: 16` the
-whole is about 3x the MLP's (alone, EPNet costs ~2x and PPNet ~4.5x at the default;
-`ppnet_layers: hidden` gives ~4x).
+Speed (`benchmarks/results/user_modeling_speed.md`, ML-100K, 1 thread): the mechanism is five
+gate networks per sample, each reading the whole embedding (`sg(E)` or `sg(O_ep)` plus the
+domain or prior embeddings), none shareable across samples (the gate inputs hold the item),
+against a head of four layers. At the default `gate_units: 16` that costs about 3x the MLP's
+epoch; with `gate_units: null` (TorchEasyRec's widths: EPNet's gate F*d = 128 wide over a
+144-wide input, each PPNet gate as wide as its layer's input) about 6x.
 """
 
 from __future__ import annotations
@@ -103,8 +101,9 @@ class PEPNetOptions(WrapperOptions, PartitionFieldOptions):
         "and the first item field)",
     )
     gate_units: Width | None = Field(
-        None,
-        description="hidden width of every gate network (null: the width of what it gates)",
+        16,
+        description="hidden width of every gate network (null: the width of what it gates, "
+        "TorchEasyRec's choice, about twice the cost)",
     )
     gamma: float = Field(2.0, gt=0, description="gate scale: each gate is gamma * sigmoid(.)")
 
