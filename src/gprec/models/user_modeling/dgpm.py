@@ -76,7 +76,7 @@ sample is the mechanism: at rank 1 and G 60 that is about twice the head's arith
 per-sample deltas go through `LayerMod`'s delta, whose small per-row products
 (`layers/mlp.py`, `_rowwise_matmul`: rank 1 included) are a broadcast product and sum, not
 `bmm`s. An epoch (ML-100K, head [64, 32, 16], G 60, batch 4096) takes
-2.2x the MLP's epoch (ML-100K, 1 thread, quiet:
+2.1x the MLP's epoch (ML-100K, 1 thread, quiet:
 benchmarks/results/user_modeling_speed.md). Higher ranks cost more (every unit of rank adds
 G (in + out) per sample and layer). `products` has the same arithmetic but, as a `LayerMod`
 delta takes per-sample factors only, materialises a (B, in or out, G r) factor per layer;

@@ -42,7 +42,7 @@ experts, groups or samples.
 Speed: slower than 3x the MLP, because the mechanism is the experts. Each of the 8 is an MLP
 over the MLP's own input, 2.5x the MLP's arithmetic (first layer 128 wide, not 64), so a step
 costs ~20x the MLP's arithmetic; the gates, the mixture and the 3 towers add little. Measured
-(`benchmarks/results/user_modeling_speed.md`, ML-100K, 1 thread, quiet): 17.8x the MLP's epoch. Fewer or narrower experts (`n_experts`, `expert_units`) are the knobs.
+(`benchmarks/results/user_modeling_speed.md`, ML-100K, 1 thread, quiet): 14.9x the MLP's epoch. Fewer or narrower experts (`n_experts`, `expert_units`) are the knobs.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ works.
 Speed (`benchmarks/results/user_modeling_speed.md`, ML-100K, 1 thread): the mechanism is five
 gate networks per sample, each reading the whole embedding (`sg(E)` or `sg(O_ep)` plus the
 domain or prior embeddings), none shareable across samples (the gate inputs hold the item),
-against a head of four layers. At the default `gate_units: 16` that costs about 3x the MLP's
+against a head of four layers. At the default `gate_units: 16` that costs 2.6x the MLP's
 epoch; with `gate_units: null` (TorchEasyRec's widths: EPNet's gate F*d = 128 wide over a
 144-wide input, each PPNet gate as wide as its layer's input) about 6x.
 """

@@ -63,7 +63,7 @@ for gender, at the first level each an MLP over the MLP's own input with 2.5x it
 arithmetic: ~27x the MLP's arithmetic. At the last level every group's specific experts run
 over every sample and only its own group's are kept (G - 1 = 2 of the 11 wasted for gender,
 less than gathering per-sample expert weights would cost). Measured (`benchmarks/results/user_modeling_speed.md`,
-ML-100K, 1 thread, quiet): 21.7x the MLP's epoch with one level.
+ML-100K, 1 thread, quiet): 20.4x the MLP's epoch with one level.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ do, read at config time from the backbone's class (`Backbone.head_accepts_layer_
 by `wrapper.require_layer_mods`; the contract suite ties it to the built head's
 `accepts_layer_mods`).
 
-Speed (2.5x the MLP, within the 3x budget; mostly from how we compute it). The mechanism
+Speed (2.4x the MLP, within the 3x budget; mostly from how we compute it). The mechanism
 needs only one partition's weights `W * W_p` per sample: a sample's forward costs what the
 shared head's does. Our implementation instead applies all P products `W * W_p` to the whole
 batch (`LayerMod.partition_scale`, one einsum per layer) and gathers each sample's: P times
@@ -71,7 +71,7 @@ running each group through its own weights would cost about one head, at the pri
 per-partition loop and a scatter back. PN adds per-partition statistics, about three
 BatchNorms' worth of (B, D) passes even with its closed-form backward. The auxiliary network
 runs on P rows, not B. On the MLP backbone, whose head is nearly all of its compute, this is
-the worst case: `benchmarks/results/user_modeling_speed.md` (ML-100K, 1 thread, quiet): 2.5x
+the worst case: `benchmarks/results/user_modeling_speed.md` (ML-100K, 1 thread, quiet): 2.4x
 the MLP's epoch.
 """
 
