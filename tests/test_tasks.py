@@ -98,14 +98,57 @@ def test_a_regression_task_trains_end_to_end(tmp_path):
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["task"] == "regression"
 
 
-def test_compare_refuses_a_regression_task(tmp_path, capsys):
+def test_compare_compares_a_regression_task_on_its_own_metrics(tmp_path):
+    data = write_ml100k(tmp_path / "ml-100k", n_ratings=1500)
+    out = tmp_path / "cmp"
     args = [
-        "compare", "-c", str(ML100K_CONFIG), "--set", "train.task=regression",
-        "--set", "data.target=value", "--models", "mlp", "--seeds", "1", "--out", str(tmp_path / "x"),
+        "compare", "-c", str(ML100K_CONFIG), "--set", f"data.path={data}",
+        "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.task=regression",
+        "--set", "data.target=value", "--set", "train.max_epochs=3", "--set", "train.progress=false",
+        "--models", "mlp,mlp[dropout=0.1]", "--seeds", "1,2", "--baseline", "mlp", "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((out / "comparison.json").read_text())
+    assert set(summary["models"][0]) >= {"rmse_mean", "rmse_std", "mae_mean", "mae_rank"}
+    pre = summary["prespecified"]
+    assert set(pre["valid_rmse"]) == {"baseline", "candidate"}
+    assert [t["metric"] for t in pre["tests"]] == ["rmse", "mae"]
+    md = (out / "comparison.md").read_text()
+    assert "| model | seeds | RMSE | MAE |" in md and "mean validation RMSE" in md
+    assert "| model | valid RMSE |" in md
+
+
+def test_compare_refuses_models_of_different_tasks(tmp_path, capsys):
+    args = [
+        "compare", "-c", str(ML100K_CONFIG), "--models",
+        "mlp,mlp[train.task=regression,data.target=value]", "--seeds", "1", "--out", str(tmp_path / "x"),
     ]  # fmt: skip
     assert main(args) == 2
-    assert "compares train.task binary only" in capsys.readouterr().err
+    assert "mixes train.task binary and regression" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_prespecified_test_chooses_by_the_lowest_validation_rmse():
+    from gprec.evaluation.significance import TASK_METRICS, summarize
+
+    test = {
+        m: {s: {"rmse": r, "mae": r * 0.8} for s, r in enumerate(v)}
+        for m, v in {
+            "a": [1.00, 1.02, 0.99],
+            "b": [0.95, 0.97, 0.96],
+            "c": [0.90, 0.93, 0.91],
+        }.items()
+    }
+    valid = {
+        "a": {0: 1.0, 1: 1.0, 2: 1.0},
+        "b": {0: 0.9, 1: 0.9, 2: 0.9},
+        "c": {0: 0.95, 1: 0.95, 2: 0.95},
+    }
+    pre = summarize(test, valid, ["a", "b"], TASK_METRICS["regression"])["prespecified"]
+    assert (pre["baseline"], pre["candidate"]) == ("b", "c")  # lowest valid among each side
+    rmse = pre["tests"][0]
+    assert rmse["metric"] == "rmse" and rmse["mean_difference"] < 0  # c - b: lower is better
+    assert rmse["paired_p"] < 0.05  # one-sided: the candidate's RMSE is lower
 
 
 def test_binary_task_class_is_registered_under_its_name():

@@ -21,20 +21,26 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-# metric -> whether larger is better
-METRICS = {"auc": True, "logloss": False}
+# metric -> whether larger is better. The first of a task's metrics is its primary one (what
+# models are chosen by on validation and what the pre-specified test is about).
+METRICS = {"auc": True, "logloss": False}  # binary (CTR), the default
+TASK_METRICS = {"binary": METRICS, "regression": {"rmse": False, "mae": False}}
+LABELS = {"auc": "AUC", "logloss": "LogLoss", "rmse": "RMSE", "mae": "MAE"}
 
 
-@dataclass
-class ModelSummary:
-    model: str
-    n: int
-    auc_mean: float
-    auc_std: float
-    logloss_mean: float
-    logloss_std: float
-    auc_rank: int = 0
-    logloss_rank: int = 0
+def _label(metric: str) -> str:
+    return LABELS.get(metric, metric)
+
+
+def _model_row(model: str, by_seed: dict, metrics: dict[str, bool]) -> dict:
+    """`{model, n, <m>_mean, <m>_std ... , <m>_rank ...}` (ranks filled in later)."""
+    row: dict = {"model": model, "n": len(by_seed)}
+    for metric in metrics:
+        values = np.array([m[metric] for m in by_seed.values()])
+        row[f"{metric}_mean"], row[f"{metric}_std"] = float(values.mean()), _std(values)
+    for metric in metrics:
+        row[f"{metric}_rank"] = 0
+    return row
 
 
 @dataclass
@@ -78,10 +84,17 @@ def _std(values: np.ndarray) -> float:
 
 
 def one_sided_tests(
-    metric: str, best: str, other: str, a: dict[int, float], b: dict[int, float]
+    metric: str,
+    best: str,
+    other: str,
+    a: dict[int, float],
+    b: dict[int, float],
+    larger_better: bool | None = None,
 ) -> Test:
     """One-sided tests that `a` (best) beats `b` on `metric`; inputs map seed -> value."""
-    alternative = "greater" if METRICS[metric] else "less"
+    if larger_better is None:
+        larger_better = METRICS[metric]
+    alternative = "greater" if larger_better else "less"
     va, vb = np.array(list(a.values())), np.array(list(b.values()))
     welch = math.nan
     if len(va) > 1 and len(vb) > 1:
@@ -97,79 +110,86 @@ def one_sided_tests(
 
 def summarize(
     results: dict[str, dict[int, dict[str, float]]],
-    valid_auc: dict[str, dict[int, float]] | None = None,
+    valid: dict[str, dict[int, float]] | None = None,
     baselines: list[str] | None = None,
+    metrics: dict[str, bool] = METRICS,
 ) -> dict:
-    """`results[model][seed] = {"auc": .., "logloss": ..}` -> per-model stats and tests.
+    """`results[model][seed] = {"auc": .., "logloss": ..}` (a task's `metrics`) -> per-model
+    stats and tests.
 
     Each metric ranks models by mean; the best is tested against every other
     model, the runner-up first (exploratory; Holm-adjusted per metric). With
-    `baselines` (and `valid_auc[model][seed]`), also the pre-specified test:
-    see `prespecified`.
+    `baselines` (and `valid[model][seed]`, the primary metric on validation), also the
+    pre-specified test: see `prespecified`.
     """
-    rows = []
-    for model, by_seed in results.items():
-        auc = np.array([m["auc"] for m in by_seed.values()])
-        ll = np.array([m["logloss"] for m in by_seed.values()])
-        rows.append(
-            ModelSummary(model, len(auc), float(auc.mean()), _std(auc), float(ll.mean()), _std(ll))
-        )
+    rows = [_model_row(model, by_seed, metrics) for model, by_seed in results.items()]
     tests: list[Test] = []
-    for metric, larger_better in METRICS.items():
-        ordered = sorted(rows, key=lambda r: getattr(r, f"{metric}_mean"), reverse=larger_better)
+    for metric, larger_better in metrics.items():
+        ordered = sorted(rows, key=lambda r: r[f"{metric}_mean"], reverse=larger_better)
         for rank, row in enumerate(ordered, start=1):
-            setattr(row, f"{metric}_rank", rank)
-        best = ordered[0].model
+            row[f"{metric}_rank"] = rank
+        best = ordered[0]["model"]
         values = _metric_by_model(results, metric)
         tests += _with_holm(
             [
-                one_sided_tests(metric, best, r.model, values[best], values[r.model])
+                one_sided_tests(
+                    metric, best, r["model"], values[best], values[r["model"]], larger_better
+                )
                 for r in ordered[1:]
             ]
         )
-    summary = {"models": [asdict(r) for r in rows], "tests": [asdict(t) for t in tests]}
+    summary = {"models": rows, "tests": [asdict(t) for t in tests]}
     if baselines:
-        summary["prespecified"] = prespecified(results, valid_auc or {}, baselines)
+        summary["prespecified"] = prespecified(results, valid or {}, baselines, metrics)
     return summary
 
 
 def prespecified(
     results: dict[str, dict[int, dict[str, float]]],
-    valid_auc: dict[str, dict[int, float]],
+    valid: dict[str, dict[int, float]],
     baselines: list[str],
+    metrics: dict[str, bool] = METRICS,
 ) -> dict:
     """Choose on validation, test once on test.
 
-    The baseline is the member of `baselines` with the best mean validation AUC,
-    the candidate the best of the other models; the test is one-sided (candidate
-    better). Every other model is also tested against the chosen baseline, with
-    Holm-adjusted paired p-values (that family is exploratory again).
+    The baseline is the member of `baselines` with the best mean validation value of the
+    primary metric (the first of `metrics`: AUC for CTR), the candidate the best of the other
+    models; the test is one-sided (candidate better). Every other model is also tested against
+    the chosen baseline, with Holm-adjusted paired p-values (that family is exploratory again).
     """
+    primary = next(iter(metrics))
+    label = _label(primary)
     unknown = [b for b in baselines if b not in results]
     if unknown:
         raise ValueError(f"baseline {unknown[0]!r} is not one of the compared models")
     others = [m for m in results if m not in baselines]
     if not others:
         raise ValueError("every model is a baseline: nothing to test against them")
-    missing = [m for m in results if not valid_auc.get(m)]
+    missing = [m for m in results if not valid.get(m)]
     if missing:
-        raise ValueError(f"no validation AUC for {missing[0]!r}: cannot choose on validation")
-    mean_valid = {m: float(np.mean(list(valid_auc[m].values()))) for m in results}
+        raise ValueError(f"no validation {label} for {missing[0]!r}: cannot choose on validation")
+    mean_valid = {m: float(np.mean(list(valid[m].values()))) for m in results}
     undefined = [m for m, v in mean_valid.items() if math.isnan(v)]
     if undefined:  # max() over a NaN would choose by list order
-        raise ValueError(f"validation AUC of {undefined[0]!r} is NaN: cannot choose on validation")
+        raise ValueError(
+            f"validation {label} of {undefined[0]!r} is NaN: cannot choose on validation"
+        )
 
     def by_valid(models: list[str]) -> str:
-        return max(models, key=mean_valid.__getitem__)
+        best = max if metrics[primary] else min
+        return best(models, key=mean_valid.__getitem__)
 
     base, cand = by_valid(baselines), by_valid(others)
-    values = {metric: _metric_by_model(results, metric) for metric in METRICS}
-    chosen = [one_sided_tests(mt, cand, base, values[mt][cand], values[mt][base]) for mt in METRICS]
+    values = {metric: _metric_by_model(results, metric) for metric in metrics}
+    chosen = [
+        one_sided_tests(mt, cand, base, values[mt][cand], values[mt][base], hb)
+        for mt, hb in metrics.items()
+    ]
     each = []
-    for metric in METRICS:
+    for metric, hb in metrics.items():
         each += _with_holm(
             [
-                one_sided_tests(metric, m, base, values[metric][m], values[metric][base])
+                one_sided_tests(metric, m, base, values[metric][m], values[metric][base], hb)
                 for m in others
             ]
         )
@@ -177,7 +197,7 @@ def prespecified(
         "baselines": list(baselines),
         "baseline": base,
         "candidate": cand,
-        "valid_auc": {"baseline": mean_valid[base], "candidate": mean_valid[cand]},
+        f"valid_{primary}": {"baseline": mean_valid[base], "candidate": mean_valid[cand]},
         "tests": [asdict(t) for t in chosen],
         "each_vs_baseline": [asdict(t) for t in each],
     }
@@ -192,29 +212,42 @@ def _cell(mean: float, std: float, rank: int) -> str:
     return f"**{text}**" if rank == 1 else (f"_{text}_" if rank == 2 else text)
 
 
+def summary_metrics(summary: dict) -> dict[str, bool]:
+    """The metrics a summary holds, in order (the primary first), with their directions."""
+    first = summary["models"][0]
+    names = [k[: -len("_mean")] for k in first if k.endswith("_mean")]
+    return {m: {**METRICS, **TASK_METRICS["regression"]}[m] for m in names}
+
+
 def to_markdown(summary: dict, title: str = "Comparison") -> str:
+    metrics = summary_metrics(summary)
+    primary, *others = metrics
+    P = _label(primary)
+    lower = [_label(m) for m in metrics if not metrics[m]]
     lines = [
         f"## {title}",
         "",
         "Mean ± std over seeds (test split); **best**, _runner-up_. p-values are one-sided.",
         "",
-        "| model | seeds | AUC | LogLoss |",
-        "|---|---|---|---|",
+        "| model | seeds | " + " | ".join(_label(m) for m in metrics) + " |",
+        "|---|---|" + "---|" * len(metrics),
     ]
     for r in summary["models"]:
-        lines.append(
-            f"| {r['model']} | {r['n']} | {_cell(r['auc_mean'], r['auc_std'], r['auc_rank'])} "
-            f"| {_cell(r['logloss_mean'], r['logloss_std'], r['logloss_rank'])} |"
-        )
+        cells = [_cell(r[f"{m}_mean"], r[f"{m}_std"], r[f"{m}_rank"]) for m in metrics]
+        lines.append(f"| {r['model']} | {r['n']} | " + " | ".join(cells) + " |")
     pre = summary.get("prespecified")
     if pre:
+        valid = pre[f"valid_{primary}"]
+        beside = ", ".join(
+            f"{_label(m)} ({'higher' if metrics[m] else 'lower'} is better)" for m in others
+        )
         lines += [
             "",
-            "Pre-specified test: each side chosen on mean validation AUC, tested once on test "
+            f"Pre-specified test: each side chosen on mean validation {P}, tested once on test "
             f"(one-sided: the candidate is better). Baseline **{pre['baseline']}** (valid "
-            f"{pre['valid_auc']['baseline']:.4f}, chosen among {', '.join(pre['baselines'])}); "
-            f"candidate **{pre['candidate']}** (valid {pre['valid_auc']['candidate']:.4f}). "
-            "AUC is the primary test; LogLoss (lower is better) is reported beside it, "
+            f"{valid['baseline']:.4f}, chosen among {', '.join(pre['baselines'])}); "
+            f"candidate **{pre['candidate']}** (valid {valid['candidate']:.4f}). "
+            f"{P} is the primary test; {beside} is reported beside it, "
             "unadjusted. Every other model against this baseline, Holm-adjusted: "
             "`each_vs_baseline` in comparison.json.",
             "",
@@ -226,8 +259,12 @@ def to_markdown(summary: dict, title: str = "Comparison") -> str:
     lines += [
         "",
         "Exploratory: the best test mean against each other model (the direction comes from "
-        "the test split); Holm adjusts the paired p-values per metric. LogLoss: lower is "
-        "better, so the best model's difference is negative.",
+        "the test split); Holm adjusts the paired p-values per metric."
+        + (
+            f" {', '.join(lower)}: lower is better, so the best model's difference is negative."
+            if lower
+            else ""
+        ),
         "",
         "| metric | best | vs | paired seeds | mean diff (best - vs) | Welch p | paired p "
         "| Holm paired p |",
@@ -246,12 +283,12 @@ def _test_row(t: dict, holm: bool = True) -> str:
 
 
 def to_csv_rows(summary: dict) -> list[dict]:
-    """One row per model, with the tests of the best model against it (AUC and LogLoss)."""
+    """One row per model, with the tests of the best model against it on each metric."""
     tests = {(t["metric"], t["other"]): t for t in summary["tests"]}
     out = []
     for r in summary["models"]:
         row = dict(r)
-        for metric in METRICS:
+        for metric in summary_metrics(summary):
             t = tests.get((metric, r["model"]))
             row[f"{metric}_welch_p_vs_best"] = t["welch_p"] if t else ""
             row[f"{metric}_paired_p_vs_best"] = t["paired_p"] if t else ""

@@ -28,7 +28,14 @@ from gprec.config import (
     read_config,
 )
 from gprec.errors import ConfigError
-from gprec.evaluation.significance import summarize, to_csv_rows, to_markdown
+from gprec.evaluation.significance import (
+    LABELS,
+    TASK_METRICS,
+    summarize,
+    summary_metrics,
+    to_csv_rows,
+    to_markdown,
+)
 from gprec.io import write_text_atomic
 from gprec.training.run import resolve_device, run_training
 from gprec.training.run_dir import claim_run_dir, run_state
@@ -149,7 +156,9 @@ def run_comparison(
     # Validate every config before the first run, so a typo fails in seconds, not hours.
     configs = {}
     for spec in specs:
-        raw = apply_overrides(merge_sections(base_raw, spec.overlay), [*(overrides or []), *spec.overrides])
+        raw = apply_overrides(
+            merge_sections(base_raw, spec.overlay), [*(overrides or []), *spec.overrides]
+        )
         for seed in seeds:
             configs[spec.label, seed] = parse_config(
                 apply_overrides(raw, [f"train.seed={seed}"]), f"model {spec.label}", overrides or []
@@ -157,13 +166,14 @@ def run_comparison(
     run_dirs = {key: out_dir / safe_dirname(key[0]) / f"seed-{key[1]}" for key in configs}
     # Every run directory is checked before the first run, so a clash in the last one does
     # not surface hours in; the device too, since every config names one.
+    tasks = {cfg.train.task for cfg in configs.values()}
+    if len(tasks) > 1:
+        # Their metrics differ (AUC vs RMSE): nothing to put in one table or test.
+        raise ConfigError(
+            f"--models mixes train.task {' and '.join(sorted(tasks))}: compare one task"
+        )
+    task = tasks.pop()
     for key, cfg in configs.items():
-        if cfg.train.task != "binary":
-            # The tables and tests below are of AUC and LogLoss (evaluation/significance.py).
-            raise ConfigError(
-                f"model {key[0]}: gprec compare reports CTR metrics, so it compares "
-                f"train.task binary only (this one is {cfg.train.task}); train each with gprec train"
-            )
         resolve_device(cfg.train.device)
         claim_run_dir(run_dirs[key], dump_config(cfg), remedy="use another --out")
     check_experiment_dir(out_dir)
@@ -184,15 +194,15 @@ def run_comparison(
             metrics = run_training(cfg, run_dir, log)
             trained_seconds.append(time.perf_counter() - t0)
             to_train.remove((label, seed))
-            log(
-                f"{where} test auc {metrics['test']['auc']:.4f} logloss {metrics['test']['logloss']:.4f}"
-            )
+            shown = " ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items())
+            log(f"{where} test {shown}")
         results[label][seed] = metrics
+    monitor = next(iter(TASK_METRICS[task]))  # the task's primary metric
     runs = {
         m: {
             str(s): {
                 "test": r["test"],
-                "valid_auc": r["valid"]["auc"],
+                f"valid_{monitor}": r["valid"][monitor],
                 "epochs_run": r["epochs_run"],
                 "seconds_per_epoch": r["train"]["seconds_per_epoch"],
                 "samples_per_second": r["train"]["samples_per_second"],
@@ -202,7 +212,7 @@ def run_comparison(
         }
         for m, by_seed in results.items()
     }
-    summary = summary_from_runs(runs, seeds, baselines)
+    summary = summary_from_runs(runs, seeds, baselines, task)
     summary["wall_seconds"] = time.perf_counter() - started
     write_report(summary, out_dir, title)
     return summary
@@ -236,16 +246,22 @@ def _eta(trained_seconds: list[float], to_train: list) -> str:
 
 
 def summary_from_runs(
-    runs: dict[str, dict[str, dict]], seeds: list[int], baselines: list[str] | None = None
+    runs: dict[str, dict[str, dict]],
+    seeds: list[int],
+    baselines: list[str] | None = None,
+    task: str = "binary",
 ) -> dict:
     """The comparison summary from per-run records (`runs[model][seed]`, as in comparison.json).
 
     Also re-scores a finished comparison, e.g. with baselines it was run without.
     """
+    metrics = TASK_METRICS[task]
+    key = f"valid_{next(iter(metrics))}"
     summary = summarize(
         {m: {int(s): r["test"] for s, r in by_seed.items()} for m, by_seed in runs.items()},
-        {m: {int(s): r["valid_auc"] for s, r in by_seed.items()} for m, by_seed in runs.items()},
+        {m: {int(s): r[key] for s, r in by_seed.items()} for m, by_seed in runs.items()},
         baselines,
+        metrics,
     )
     summary["seeds"] = seeds
     summary["runs"] = runs
@@ -253,17 +269,19 @@ def summary_from_runs(
 
 
 def speed_markdown(summary: dict) -> str:
-    """Per-model validation AUC (what a model is chosen by, never the test split), training
-    cost averaged over seeds, and the comparison's wall time."""
+    """Per-model validation value of the primary metric (what a model is chosen by, never the
+    test split), training cost averaged over seeds, and the comparison's wall time."""
+    primary = next(iter(summary_metrics(summary)))
     lines = [
         "",
-        "| model | valid AUC | epochs run (mean) | seconds / epoch | samples / second |",
+        f"| model | valid {LABELS.get(primary, primary)} | epochs run (mean) | seconds / epoch "
+        "| samples / second |",
         "|---|---|---|---|---|",
     ]
     for model, runs in summary["runs"].items():
         valid, epochs, seconds, speed = (
             statistics.fmean(r[key] for r in runs.values())
-            for key in ("valid_auc", "epochs_run", "seconds_per_epoch", "samples_per_second")
+            for key in (f"valid_{primary}", "epochs_run", "seconds_per_epoch", "samples_per_second")
         )
         lines.append(f"| {model} | {valid:.4f} | {epochs:.1f} | {seconds:.2f} | {speed:,.0f} |")
     lines += [
