@@ -14,9 +14,16 @@ import yaml
 from conftest import write_ml100k
 from gprec.cli.main import main
 from gprec.config import parse_config
+from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
 from gprec.evaluation.metrics import regression_metrics
-from gprec.training.tasks import TASKS, BinaryTask, RegressionTask
+from gprec.training.tasks import (
+    TASKS,
+    BinaryTask,
+    ImplicitTask,
+    RegressionTask,
+    sampled_ranking_metrics,
+)
 
 ML100K_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ml-100k" / "mlp.yaml"
 
@@ -35,12 +42,12 @@ def test_binary_task_is_todays_ctr_path():
     assert torch.allclose(task.transform(out), torch.sigmoid(out))
     assert set(task.metrics(y.numpy(), task.transform(out).numpy())) == {"auc", "logloss"}
     assert task.monitor == "auc" and task.improves(0.8, 0.7) and not task.improves(0.7, 0.8)
-    assert task.fit(y) is task and task.worst() == -math.inf
+    assert task.fit(None, y, []) is task and task.worst() == -math.inf
 
 
 def test_regression_task_predicts_around_the_training_mean():
     y_train = torch.tensor([1.0, 3.0, 5.0, 3.0])
-    task = TASKS["regression"].fit(y_train)
+    task = TASKS["regression"].fit(None, y_train, [])
     assert isinstance(task, RegressionTask) and task.offset == 3.0
     out, y = torch.tensor([0.5, -1.0]), torch.tensor([4.0, 1.0])
     # (3.5 - 4)^2 and (2 - 1)^2
@@ -65,7 +72,7 @@ def test_the_task_and_the_target_must_agree():
         parse_config({"data": {"target": "value"}})
     cfg = parse_config({"train": {"task": "regression"}, "data": {"target": "value"}})
     assert cfg.train.task == "regression"
-    with pytest.raises(ConfigError, match="train.task: model gprec trains only train.task binary"):
+    with pytest.raises(ConfigError, match="train.task: model gprec trains only train.task binary or implicit"):
         parse_config(
             {
                 "train": {"task": "regression"},
@@ -152,4 +159,87 @@ def test_the_prespecified_test_chooses_by_the_lowest_validation_rmse():
 
 
 def test_binary_task_class_is_registered_under_its_name():
-    assert isinstance(TASKS["binary"], BinaryTask) and set(TASKS) == {"binary", "regression"}
+    assert isinstance(TASKS["binary"], BinaryTask)
+    assert set(TASKS) == {"binary", "regression", "implicit"}
+
+
+# -- implicit feedback ------------------------------------------------------------------------
+
+IMPLICIT_FIELDS = [
+    EncodedField("item_id", Role.ITEM, 12),
+    EncodedField("genre", Role.ITEM, 4),
+    EncodedField("user_id", Role.PERSONAL, 6),
+    EncodedField("age", Role.USER, 3),
+]
+
+
+def implicit_task(**kw):
+    X = torch.tensor(
+        [
+            [i, i % 3 + 1, u, u % 2 + 1]
+            for u in range(1, 6)
+            for i in range(1, 12)
+            if (u + i) % 3 == 0
+        ]
+    )
+    y = torch.ones(len(X))
+    y[::4] = 0  # rows labelled 0 are not positives
+    task = ImplicitTask(**{"negatives": 3, "eval_negatives": 5, "seed": 7, **kw})
+    return task.fit(X, y, IMPLICIT_FIELDS), X, y
+
+
+def test_sampled_ranking_counts_ties_against_the_positive():
+    pos = torch.tensor([0.9, 0.5, 0.5])
+    neg = torch.tensor([[0.1, 0.2, 0.3], [0.5, 0.1, 0.1], [0.6, 0.7, 0.5]])
+    m = sampled_ranking_metrics(pos, neg)  # ranks 1, 2 (a tie), 4
+    assert math.isclose(m["hr@5"], 1.0) and math.isclose(m["hr@10"], 1.0)
+    assert math.isclose(m["ndcg@5"], (1 + 1 / math.log2(3) + 1 / math.log2(5)) / 3)
+    constant = sampled_ranking_metrics(torch.zeros(4), torch.zeros(4, 20))
+    assert constant["hr@10"] == 0.0  # a constant scorer ranks every positive last
+
+
+def test_training_negatives_are_the_users_rows_with_other_items():
+    task, X, y = implicit_task()
+    xb, yb = task.expand(X, y)
+    pos = X[y == 1]
+    n = len(pos)
+    assert len(xb) == n * 4 and yb[:n].eq(1).all() and yb[n:].eq(0).all()
+    neg = xb[n:]
+    assert torch.equal(neg[:, 2:], pos.repeat_interleave(3, 0)[:, 2:])  # the user's fields kept
+    assert torch.equal(neg[:, 1], task.item_table[neg[:, 0], 1])  # the item's own genre
+    assert set(neg[:, 0].tolist()) <= set(task.catalogue.tolist())
+
+
+def test_evaluation_negatives_are_distinct_unseen_and_fixed():
+    task, X, y = implicit_task()
+    pos = X[y == 1]
+    negs = task.eval_negatives_for(pos)
+    assert negs.shape == (len(pos), 5)
+    seen = {(int(u), int(i)) for u, i in X[y == 1][:, [2, 0]]}
+    for row, items in zip(pos, negs, strict=True):
+        assert len(set(items.tolist())) == 5  # distinct
+        assert all((int(row[2]), int(i)) not in seen for i in items)  # never seen by the user
+        assert int(row[0]) not in items.tolist()
+    assert torch.equal(negs, task.eval_negatives_for(pos))  # the same lists every epoch
+    with pytest.raises(ConfigError, match="eval_negatives 50 exceeds the training catalogue"):
+        implicit_task(eval_negatives=50)[0].eval_negatives_for(pos)
+
+
+def test_an_implicit_task_trains_end_to_end(tmp_path):
+    # 200 items, so every user leaves enough unseen ones to rank a held-out item against
+    data = write_ml100k(tmp_path / "ml-100k", n_items=200, n_ratings=3000)
+    out = tmp_path / "run"
+    args = [
+        "train", "-c", str(ML100K_CONFIG), "--set", f"data.path={data}",
+        "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.task=implicit",
+        "--set", "train.eval_negatives=10", "--set", "train.batch_size=256",
+        "--set", "train.lr=0.01", "--set", "train.max_epochs=15", "--set", "train.progress=false",
+        "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "implicit" and metrics["monitor"] == "ndcg@10"
+    assert set(metrics["test"]) == {"ndcg@10", "hr@10", "ndcg@5", "hr@5"}
+    assert all(0 <= v <= 1 for v in metrics["test"].values())
+    # against 10 negatives a random ranker's HR@5 is 5/11: the model learned something
+    assert metrics["test"]["hr@5"] > 5 / 11

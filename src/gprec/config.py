@@ -194,11 +194,20 @@ class TrainConfig(StrictModel):
         "always dropped when the model has BatchNorm, which cannot train on one row)",
     )
     threads: int | None = Field(None, gt=0, description="torch CPU threads; null: torch's default")
-    task: Literal["binary", "regression"] = Field(
+    task: Literal["binary", "regression", "implicit"] = Field(
         "binary",
-        description="what is learned: binary (CTR: BCE, AUC / LogLoss, early stopping on AUC) "
-        "or regression (the target value: MSE, RMSE / MAE, early stopping on RMSE); "
-        "regression needs data.target: value",
+        description="what is learned: binary (CTR: BCE, AUC / LogLoss, early stopping on AUC), "
+        "regression (the target value: MSE, RMSE / MAE, early stopping on RMSE; needs "
+        "data.target: value) or implicit (rows labelled 1 as positives against sampled "
+        "negatives: BCE, HR / NDCG@5,10 against unseen items, early stopping on NDCG@10)",
+    )
+    negatives: int = Field(
+        4, ge=1, description="train.task implicit: sampled negatives per positive in training"
+    )
+    eval_negatives: int = Field(
+        100,
+        ge=1,
+        description="train.task implicit: unseen items each held-out positive is ranked against",
     )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
@@ -229,7 +238,7 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _target_fits_the_task(self) -> RunConfig:
-        wanted = {"binary": "label", "regression": "value"}[self.train.task]
+        wanted = {"binary": "label", "regression": "value", "implicit": "label"}[self.train.task]
         if self.data.target != wanted:
             raise key_error(
                 ("data", "target"),

@@ -24,8 +24,15 @@ from scipy import stats
 # metric -> whether larger is better. The first of a task's metrics is its primary one (what
 # models are chosen by on validation and what the pre-specified test is about).
 METRICS = {"auc": True, "logloss": False}  # binary (CTR), the default
-TASK_METRICS = {"binary": METRICS, "regression": {"rmse": False, "mae": False}}
-LABELS = {"auc": "AUC", "logloss": "LogLoss", "rmse": "RMSE", "mae": "MAE"}
+TASK_METRICS = {
+    "binary": METRICS,
+    "regression": {"rmse": False, "mae": False},
+    "implicit": {"ndcg@10": True, "hr@10": True, "ndcg@5": True, "hr@5": True},
+}
+LABELS = {
+    "auc": "AUC", "logloss": "LogLoss", "rmse": "RMSE", "mae": "MAE",
+    "ndcg@10": "NDCG@10", "hr@10": "HR@10", "ndcg@5": "NDCG@5", "hr@5": "HR@5",
+}  # fmt: skip
 
 
 def _label(metric: str) -> str:
@@ -216,7 +223,8 @@ def summary_metrics(summary: dict) -> dict[str, bool]:
     """The metrics a summary holds, in order (the primary first), with their directions."""
     first = summary["models"][0]
     names = [k[: -len("_mean")] for k in first if k.endswith("_mean")]
-    return {m: {**METRICS, **TASK_METRICS["regression"]}[m] for m in names}
+    directions = {m: hb for metrics in TASK_METRICS.values() for m, hb in metrics.items()}
+    return {m: directions[m] for m in names}
 
 
 def to_markdown(summary: dict, title: str = "Comparison") -> str:

@@ -81,7 +81,7 @@ class CTRModel(nn.Module):
 
     Options: type[ModelOptions] = ModelOptions
     # `train.task`s it can learn (training/tasks.py); its main output is that task's raw output.
-    tasks: ClassVar[tuple[str, ...]] = ("binary", "regression")
+    tasks: ClassVar[tuple[str, ...]] = ("binary", "regression", "implicit")
 
     def __init__(self, fields: list[EncodedField], options: ModelOptions):
         super().__init__()

@@ -137,8 +137,9 @@ class GPRec(BackboneWrapper):
     """
 
     Options = GPRecOptions
-    # L_G and L_con are BCEs of f_1's predictions against the click label.
-    tasks = ("binary",)
+    # L_G and L_con are BCEs of f_1's predictions against the click label (implicit's sampled
+    # negatives are labelled 0 like non-clicks); a rating target has no such BCE.
+    tasks = ("binary", "implicit")
     description = "GPRec: group + individual user modeling around a backbone (model.backbone)"
 
     def __init__(self, fields: list[EncodedField], options: GPRecOptions):

@@ -13,8 +13,17 @@ stopping watches with its direction.
   every model starts near 0, and a rating scale's mean (3.5) is far from it; without the
   offset the first epochs would only move output biases.
 
-A model's main output (`ModelOutput.logit`) is the task's raw output: a logit for `binary`, the
-predicted value for `regression`.
+- `implicit` (implicit feedback): rows labelled 1 are observed interactions (positives); rows
+  labelled 0 are not used. Training: each positive with `train.negatives` sampled items (the
+  same user's row with another item's fields, uniform over the training catalogue; a sample
+  may by chance be one of the user's positives, which at a few per thousand is left as noise),
+  BCE. Evaluation, strict: each held-out positive ranked against `train.eval_negatives`
+  distinct items the user never interacted with in training (the held-out item excluded),
+  sampled with a fixed seed so every epoch sees the same lists; a negative scoring equal to
+  the positive counts against it. HR@5/10 and NDCG@5/10; early stopping on NDCG@10.
+
+A model's main output (`ModelOutput.logit`) is the task's raw output: a logit for `binary` and
+`implicit`, the predicted value for `regression`.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gprec.data.schema import Role
+from gprec.errors import ConfigError
 from gprec.evaluation.metrics import ctr_metrics, regression_metrics
 
 
@@ -47,9 +58,17 @@ class Task:
     def metrics(self, y_true: np.ndarray, pred: np.ndarray) -> dict[str, float]:  # pragma: no cover
         raise NotImplementedError
 
-    def fit(self, y_train: torch.Tensor) -> Task:
-        """This task with what it learns from the training targets (nothing, by default)."""
+    def fit(self, X_train: torch.Tensor, y_train: torch.Tensor, fields) -> Task:
+        """This task with what it learns from the training split (nothing, by default)."""
         return self
+
+    def expand(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch the loss sees (by default the batch itself)."""
+        return xb, yb
+
+    def evaluate(self, score, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Metrics of a split; `score(X)` gives the transformed predictions as numpy."""
+        return self.metrics(y.cpu().numpy(), score(X))
 
     def state(self) -> dict:
         """What a checkpoint keeps to make the same predictions again."""
@@ -63,6 +82,7 @@ class Task:
         return value > best if self.higher_is_better else value < best
 
 
+@dataclass(frozen=True, eq=False)
 class BinaryTask(Task):
     name = "binary"
     loss_name = "bce"
@@ -89,7 +109,7 @@ class RegressionTask(Task):
     target = "value"
     offset: float = 0.0  # the training targets' mean, added to the model's output
 
-    def fit(self, y_train):
+    def fit(self, X_train, y_train, fields):
         return RegressionTask(offset=float(y_train.double().mean())) if len(y_train) else self
 
     def state(self):
@@ -105,4 +125,151 @@ class RegressionTask(Task):
         return regression_metrics(y_true, pred)
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (BinaryTask(), RegressionTask())}
+KS = (5, 10)
+
+
+def sampled_ranking_metrics(pos: torch.Tensor, neg: torch.Tensor) -> dict[str, float]:
+    """HR@k and NDCG@k of each positive's score `pos` (n,) against its negatives `neg` (n, N):
+    rank = 1 + the negatives scoring at least as high (ties count against the positive)."""
+    rank = 1 + (neg >= pos.unsqueeze(1)).sum(1).double()
+    out = {}
+    for k in KS:
+        hit = rank <= k
+        out[f"hr@{k}"] = float(hit.double().mean()) if len(rank) else float("nan")
+        gain = torch.where(hit, 1.0 / torch.log2(rank + 1), torch.zeros_like(rank))
+        out[f"ndcg@{k}"] = float(gain.mean()) if len(rank) else float("nan")
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ImplicitTask(BinaryTask):
+    name = "implicit"
+    loss_name = "bce"
+    monitor = "ndcg@10"
+    higher_is_better = True
+    target = "label"
+    negatives: int = 4
+    eval_negatives: int = 100
+    seed: int = 0
+    # Set by `fit` from the training split:
+    item_col: int = -1  # the item's ID field (the first item field)
+    user_col: int = -1  # the user's ID field (the first personal field)
+    item_cols: torch.Tensor | None = None  # every item field
+    item_table: torch.Tensor | None = None  # item ID -> its item fields' values
+    catalogue: torch.Tensor | None = None  # item IDs of the training positives
+    seen: torch.Tensor | None = None  # sorted keys user * n_item_ids + item of those positives
+    n_item_ids: int = 0
+    generator: torch.Generator | None = None
+
+    def fit(self, X_train, y_train, fields):
+        items = [i for i, f in enumerate(fields) if f.role == Role.ITEM]
+        users = [i for i, f in enumerate(fields) if f.role == Role.PERSONAL]
+        if not items or not users:
+            raise ConfigError(
+                "train.task implicit needs an item field and a personal (user id) field: "
+                "negatives are other items, excluded where the user interacted"
+            )
+        item_col, user_col = items[0], users[0]
+        n_ids = fields[item_col].cardinality
+        pos = X_train[y_train == 1]
+        table = torch.zeros(n_ids, len(items), dtype=torch.long, device=X_train.device)
+        cols = torch.tensor(items, device=X_train.device)
+        table[X_train[:, item_col]] = X_train.index_select(1, cols)
+        keys = torch.unique(pos[:, user_col] * n_ids + pos[:, item_col])
+        return ImplicitTask(
+            negatives=self.negatives,
+            eval_negatives=self.eval_negatives,
+            seed=self.seed,
+            item_col=item_col,
+            user_col=user_col,
+            item_cols=cols,
+            item_table=table,
+            catalogue=torch.unique(pos[:, item_col]),
+            seen=keys,
+            n_item_ids=n_ids,
+            generator=torch.Generator(device=X_train.device).manual_seed(self.seed),
+        )
+
+    def _with_items(self, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """`rows` with their item fields replaced by those of `items` (same length)."""
+        out = rows.clone()
+        out[:, self.item_cols] = self.item_table[items]
+        return out
+
+    def expand(self, xb, yb):
+        pos = xb[yb == 1]
+        k = self.negatives
+        draw = torch.randint(
+            len(self.catalogue), (len(pos) * k,), generator=self.generator, device=xb.device
+        )
+        neg = self._with_items(pos.repeat_interleave(k, 0), self.catalogue[draw])
+        y = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).to(yb)
+        return torch.cat([pos, neg]), y
+
+    def eval_negatives_for(self, pos: torch.Tensor) -> torch.Tensor:
+        """`eval_negatives` distinct items per positive row, none seen by its user in training
+        and none its own item: (n, N). Seeded, so the same rows get the same lists."""
+        g = torch.Generator(device=pos.device).manual_seed(self.seed + 1)
+        n, N, C = len(pos), self.eval_negatives, len(self.catalogue)
+        if N > C - 1:
+            raise ConfigError(
+                f"train.eval_negatives {N} exceeds the training catalogue ({C} items)"
+            )
+        out = torch.zeros(n, N, dtype=torch.long, device=pos.device)
+        todo = torch.arange(n, device=pos.device)
+        filled = torch.zeros(n, dtype=torch.long, device=pos.device)
+        for _ in range(50):  # rounds of oversampling; a handful suffice unless users saw most items
+            if len(todo) == 0:
+                break
+            cand = self.catalogue[
+                torch.randint(C, (len(todo), 2 * N), generator=g, device=pos.device)
+            ]
+            user = pos[todo, self.user_col].unsqueeze(1)
+            ok = ~torch.isin(user * self.n_item_ids + cand, self.seen)
+            ok &= cand != pos[todo, self.item_col].unsqueeze(1)
+            # drop repeats within a row, and items already taken in earlier rounds
+            taken = torch.cat([out[todo], cand], 1)
+            sorted_, order = taken.sort(dim=1, stable=True)
+            dup = torch.zeros_like(taken, dtype=torch.bool)
+            dup.scatter_(1, order[:, 1:], sorted_[:, 1:] == sorted_[:, :-1])
+            ok &= ~dup[:, N:]
+            for_row = filled[todo]
+            rank = ok.cumsum(1) - 1 + for_row.unsqueeze(1)
+            put = ok & (rank < N)
+            r, c = put.nonzero(as_tuple=True)
+            out[todo[r], rank[r, c]] = cand[r, c]
+            filled[todo] = torch.clamp(for_row + ok.sum(1), max=N)
+            todo = todo[filled[todo] < N]
+        if len(todo):
+            raise ConfigError(
+                f"train.eval_negatives {N}: {len(todo)} users interacted with too much of the "
+                "catalogue to draw that many unseen items; lower it"
+            )
+        return out
+
+    def evaluate(self, score, X, y):
+        pos = X[y == 1]
+        if len(pos) == 0:
+            return {f"{m}@{k}": float("nan") for k in KS for m in ("hr", "ndcg")}
+        negs = self.eval_negatives_for(pos)
+        N = negs.shape[1]
+        rows = self._with_items(pos.repeat_interleave(N, 0), negs.flatten())
+        pos_scores = torch.as_tensor(score(pos))
+        neg_scores = torch.as_tensor(score(rows)).view(len(pos), N)
+        metrics = sampled_ranking_metrics(pos_scores, neg_scores)
+        return {m: metrics[m] for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5")}
+
+
+TASK_CLASSES: dict[str, type[Task]] = {
+    t.name: t for t in (BinaryTask, RegressionTask, ImplicitTask)
+}
+TASKS: dict[str, Task] = {name: cls() for name, cls in TASK_CLASSES.items()}
+
+
+def make_task(cfg) -> Task:
+    """The task `train` asks for, with its settings (`train.negatives` ...)."""
+    if cfg.task == "implicit":
+        return ImplicitTask(
+            negatives=cfg.negatives, eval_negatives=cfg.eval_negatives, seed=cfg.seed
+        )
+    return TASKS[cfg.task]

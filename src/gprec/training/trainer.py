@@ -24,7 +24,7 @@ from tqdm import tqdm
 from gprec.config import TrainConfig
 from gprec.errors import ConfigError, GprecError
 from gprec.io import save_atomic
-from gprec.training.tasks import TASKS
+from gprec.training.tasks import make_task
 
 Logger = Callable[[str], None]
 
@@ -119,7 +119,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = run_dir
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.task = TASKS[cfg.task]
+        self.task = make_task(cfg)
         # BatchNorm cannot normalise a batch of one row in training: such a last batch is dropped.
         self._has_batch_norm = any(
             isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()
@@ -146,6 +146,7 @@ class Trainer:
         start = time.perf_counter()
         batches = iterate_batches(X, y, size, order, min_last)
         for xb, yb in self._progress(batches, n_batches, epoch):
+            xb, yb = self.task.expand(xb, yb)
             with self._autocast(X.device):
                 out = self.model(xb, yb)
             main = self.task.loss(out.logit.float(), yb)
@@ -169,13 +170,16 @@ class Trainer:
         return {k: v.item() / n_batches for k, v in totals.items()}, seconds
 
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        prob = predict(self.model, X, self.cfg.eval_batch_size, self.task.transform)
-        if not np.isfinite(prob).all():
-            raise TrainingDiverged(
-                "training diverged: the model predicts NaN or infinity; lower train.lr "
-                f"(now {self.cfg.lr:g}) or check the data"
-            )
-        return self.task.metrics(y.cpu().numpy(), prob)
+        def score(rows: torch.Tensor) -> np.ndarray:
+            prob = predict(self.model, rows, self.cfg.eval_batch_size, self.task.transform)
+            if not np.isfinite(prob).all():
+                raise TrainingDiverged(
+                    "training diverged: the model predicts NaN or infinity; lower train.lr "
+                    f"(now {self.cfg.lr:g}) or check the data"
+                )
+            return prob
+
+        return self.task.evaluate(score, X, y)
 
     def fit(
         self, X_train, y_train, X_valid, y_valid, checkpoint_extra: dict | None = None
@@ -194,7 +198,7 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma
         )
-        self.task = task = TASKS[cfg.task].fit(y_train)
+        self.task = task = make_task(cfg).fit(X_train, y_train, self.model.fields)
         monitor = task.monitor
         best, best_epoch, best_state, best_valid = task.worst(), 0, None, {}
         history, train_seconds, eval_seconds, stale = [], 0.0, 0.0, 0
