@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from gprec.data.schema import Role
 from gprec.errors import ConfigError
 from gprec.evaluation.metrics import ctr_metrics, regression_metrics
+from gprec.evaluation.ranking import rank_metrics, sampled_ranks
 
 
 @dataclass(frozen=True)
@@ -128,17 +129,13 @@ class RegressionTask(Task):
 KS = (5, 10)
 
 
-def sampled_ranking_metrics(pos: torch.Tensor, neg: torch.Tensor) -> dict[str, float]:
-    """HR@k and NDCG@k of each positive's score `pos` (n,) against its negatives `neg` (n, N):
-    rank = 1 + the negatives scoring at least as high (ties count against the positive)."""
-    rank = 1 + (neg >= pos.unsqueeze(1)).sum(1).double()
-    out = {}
-    for k in KS:
-        hit = rank <= k
-        out[f"hr@{k}"] = float(hit.double().mean()) if len(rank) else float("nan")
-        gain = torch.where(hit, 1.0 / torch.log2(rank + 1), torch.zeros_like(rank))
-        out[f"ndcg@{k}"] = float(gain.mean()) if len(rank) else float("nan")
-    return out
+def sampled_ranking_metrics(pos, neg) -> dict[str, float]:
+    """Mean HR@k and NDCG@k of each positive's score `pos` (n,) against its negatives `neg`
+    (n, N), ties counted against the positive (`evaluation.ranking`)."""
+    if len(pos) == 0:
+        return {f"{m}@{k}": float("nan") for k in KS for m in ("hr", "ndcg")}
+    per_case = rank_metrics(sampled_ranks(pos, neg), KS)
+    return {name: float(values.mean()) for name, values in per_case.items()}
 
 
 @dataclass(frozen=True, eq=False)
