@@ -136,6 +136,12 @@ class DataConfig(StrictModel):
         None,
         description="where encoded datasets are cached; null: $GPREC_CACHE, else ./.gprec_cache",
     )
+    user_groups: int | None = Field(
+        None,
+        ge=2,
+        description="KMeans clusters of the training users over their user fields (one-hot), "
+        "added as a user field 'group' (the DMTL paper: 20); null: none",
+    )
     duplicates: Literal["warn", "drop", "error"] = Field(
         "warn",
         description="what to do with repeated interaction rows (all fields equal): warn keeps "

@@ -33,6 +33,7 @@ from gprec.data.encode import (
 )
 from gprec.data.schema import EncodedField, RawTable, Role
 from gprec.data.split import SPLITS, leave_last_out_split, random_split
+from gprec.data.user_groups import add_kmeans_groups
 from gprec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ def encode(raw: RawTable, cfg: DataConfig, seed: int) -> EncodedDataset:
             raise DataError(f"the {s} split is empty; check data.split_ratios", path=dataset)
     X = {s: vocab.encode(raw.table[rows[s]], raw.fields) for s in SPLITS}
     fields = encoded_fields(raw.fields, vocab)
+    if cfg.user_groups is not None:
+        X, fields, _ = add_kmeans_groups(X, fields, cfg.user_groups, seed)
     return EncodedDataset(fields, X, y, vocab, name=cfg.source, duplicates=duplicates)
 
 
