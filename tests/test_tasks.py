@@ -72,7 +72,9 @@ def test_the_task_and_the_target_must_agree():
         parse_config({"data": {"target": "value"}})
     cfg = parse_config({"train": {"task": "regression"}, "data": {"target": "value"}})
     assert cfg.train.task == "regression"
-    with pytest.raises(ConfigError, match="train.task: model gprec trains only train.task binary or implicit"):
+    with pytest.raises(
+        ConfigError, match="train.task: model gprec trains only train.task binary or implicit"
+    ):
         parse_config(
             {
                 "train": {"task": "regression"},
@@ -243,3 +245,19 @@ def test_an_implicit_task_trains_end_to_end(tmp_path):
     assert all(0 <= v <= 1 for v in metrics["test"].values())
     # against 10 negatives a random ranker's HR@5 is 5/11: the model learned something
     assert metrics["test"]["hr@5"] > 5 / 11
+
+
+def test_implicit_evaluation_is_deterministic_in_chunks(monkeypatch):
+    import gprec.training.tasks as tasks
+
+    task, X, y = implicit_task()
+
+    def score(rows):  # a fixed scorer: prefers low item ids
+        return (-rows[:, 0].double()).numpy()
+
+    once = task.evaluate(score, X, y)
+    assert once == task.evaluate(score, X, y)  # the same lists every epoch
+    monkeypatch.setattr(tasks, "EVAL_CHUNK", 3)
+    chunked = task.evaluate(score, X, y)
+    assert chunked == task.evaluate(score, X, y) and set(chunked) == set(once)
+    assert all(0 <= v <= 1 for v in chunked.values())

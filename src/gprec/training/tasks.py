@@ -127,6 +127,7 @@ class RegressionTask(Task):
 
 
 KS = (5, 10)
+EVAL_CHUNK = 8192  # positives scored at once in the implicit task's evaluation
 
 
 def sampled_ranking_metrics(pos, neg) -> dict[str, float]:
@@ -203,10 +204,14 @@ class ImplicitTask(BinaryTask):
         y = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).to(yb)
         return torch.cat([pos, neg]), y
 
-    def eval_negatives_for(self, pos: torch.Tensor) -> torch.Tensor:
+    def eval_negatives_for(
+        self, pos: torch.Tensor, g: torch.Generator | None = None
+    ) -> torch.Tensor:
         """`eval_negatives` distinct items per positive row, none seen by its user in training
-        and none its own item: (n, N). Seeded, so the same rows get the same lists."""
-        g = torch.Generator(device=pos.device).manual_seed(self.seed + 1)
+        and none its own item: (n, N). Seeded (or from `g`), so the same rows get the same
+        lists."""
+        if g is None:
+            g = torch.Generator(device=pos.device).manual_seed(self.seed + 1)
         n, N, C = len(pos), self.eval_negatives, len(self.catalogue)
         if N > C - 1:
             raise ConfigError(
@@ -248,12 +253,18 @@ class ImplicitTask(BinaryTask):
         pos = X[y == 1]
         if len(pos) == 0:
             return {f"{m}@{k}": float("nan") for k in KS for m in ("hr", "ndcg")}
-        negs = self.eval_negatives_for(pos)
-        N = negs.shape[1]
-        rows = self._with_items(pos.repeat_interleave(N, 0), negs.flatten())
-        pos_scores = torch.as_tensor(score(pos))
-        neg_scores = torch.as_tensor(score(rows)).view(len(pos), N)
-        metrics = sampled_ranking_metrics(pos_scores, neg_scores)
+        # In chunks of positives: ML-1M's 57k validation positives x 100 negatives would be
+        # 5.7M candidate rows at once. One generator across chunks keeps the lists fixed.
+        g = torch.Generator(device=pos.device).manual_seed(self.seed + 1)
+        ranks = []
+        for chunk in pos.split(EVAL_CHUNK):
+            negs = self.eval_negatives_for(chunk, g)
+            N = negs.shape[1]
+            rows = self._with_items(chunk.repeat_interleave(N, 0), negs.flatten())
+            neg_scores = np.asarray(score(rows)).reshape(len(chunk), N)
+            ranks.append(sampled_ranks(np.asarray(score(chunk)), neg_scores))
+        per_case = rank_metrics(np.concatenate(ranks), KS)
+        metrics = {name: float(values.mean()) for name, values in per_case.items()}
         return {m: metrics[m] for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5")}
 
 
