@@ -1,7 +1,7 @@
 """DMTL: joint group profiling and recommendation by multi-task learning (Le and Abel,
 "Joint Group Profiling and Recommendation via Deep Neural Network-based Multi-Task
-Learning", arXiv 2504.06274; no code is public, this follows the paper's equations as
-restated in SPEC section 9).
+Learning", arXiv 2504.06274; no code is public: this follows the paper's equations, restated
+below).
 
     h_u = towers_u(E_user)                    dense layers over the user fields' embeddings
     h_i = towers_i(E_item)                    dense layers over the item fields' embeddings
