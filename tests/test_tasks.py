@@ -261,3 +261,45 @@ def test_implicit_evaluation_is_deterministic_in_chunks(monkeypatch):
     chunked = task.evaluate(score, X, y)
     assert chunked == task.evaluate(score, X, y) and set(chunked) == set(once)
     assert all(0 <= v <= 1 for v in chunked.values())
+
+
+def test_implicit_never_draws_an_item_the_data_holds_for_the_user():
+    """Rated-but-disliked items (label 0) and the other splits' interactions are excluded too."""
+    task0, X, y = implicit_task()
+    other = torch.tensor([[i, i % 3 + 1, u, u % 2 + 1] for u in range(1, 6) for i in (2, 7)])
+    task = ImplicitTask(negatives=3, eval_negatives=3, seed=7).fit(X, y, IMPLICIT_FIELDS, (other,))
+    pos = X[y == 1]
+    held = {(int(u), int(i)) for u, i in torch.cat([X, other])[:, [2, 0]]}
+    for row, items in zip(pos, task.eval_negatives_for(pos), strict=True):
+        assert all((int(row[2]), int(i)) not in held for i in items)
+    assert torch.equal(task.transform(torch.tensor([20.0, 21.0])), torch.tensor([20.0, 21.0]))
+    Xt, yt = task.training_rows(X, y)
+    assert yt.eq(1).all() and len(Xt) == int((y == 1).sum())
+
+
+def test_an_interaction_log_trains_the_implicit_task(tmp_path, capsys):
+    """data.target: positive reads every row as an observed interaction (no labels needed)."""
+    data = write_ml100k(tmp_path / "ml-100k", n_items=200, n_ratings=2000)
+    common = [
+        "train", "-c", str(ML100K_CONFIG), "--set", f"data.path={data}",
+        "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "data.target=positive",
+        "--set", "train.max_epochs=1", "--set", "train.progress=false",
+    ]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "bin")]) == 2
+    assert "data.target: is positive, but train.task binary learns a 0/1 label" in (
+        capsys.readouterr().err
+    )
+    args = [*common, "--set", "train.task=implicit", "--set", "train.eval_negatives=10"]
+    assert main([*args, "--out", str(tmp_path / "imp")]) == 0
+
+
+def test_rescoring_infers_the_task_from_the_runs():
+    from gprec.experiments.compare import summary_from_runs
+
+    runs = {
+        m: {str(s): {"test": {"rmse": 1.0 + d * s + s / 100, "mae": 0.8 + d * s}, "valid_rmse": 1.0 + d}
+            for s in (1, 2, 3)}
+        for m, d in (("a", 0.0), ("b", 0.1))
+    }  # fmt: skip
+    summary = summary_from_runs(runs, [1, 2, 3], ["b"])
+    assert summary["prespecified"]["candidate"] == "a" and "valid_rmse" in summary["prespecified"]

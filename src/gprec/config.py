@@ -112,10 +112,11 @@ class DataConfig(StrictModel):
         3.0,
         description="label is 1 when the target (rating) is above this; null: the target is 0/1",
     )
-    target: Literal["label", "value"] = Field(
+    target: Literal["label", "value", "positive"] = Field(
         "label",
-        description="label: a 0/1 label (via label_threshold), for train.task binary; value: "
-        "the target itself (a rating), for train.task regression",
+        description="label: a 0/1 label (via label_threshold), for train.task binary or "
+        "implicit; value: the target itself (a rating), for train.task regression; positive: "
+        "every row is an observed interaction (an implicit-feedback log), for train.task implicit",
     )
     split: Literal["random", "leave_last_out"] = Field(
         "random",
@@ -244,12 +245,17 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _target_fits_the_task(self) -> RunConfig:
-        wanted = {"binary": "label", "regression": "value", "implicit": "label"}[self.train.task]
-        if self.data.target != wanted:
+        allowed = {
+            "binary": ("label",),
+            "regression": ("value",),
+            "implicit": ("label", "positive"),
+        }[self.train.task]
+        if self.data.target not in allowed:
+            what = {"label": "a 0/1 label", "value": "a target value", "positive": "positives"}
             raise key_error(
                 ("data", "target"),
-                f"is {self.data.target}, but train.task {self.train.task} learns a "
-                f"{'0/1 label' if wanted == 'label' else 'target value'}: set data.target: {wanted}",
+                f"is {self.data.target}, but train.task {self.train.task} learns "
+                f"{' or '.join(what[a] for a in allowed)}: set data.target: {allowed[0]}",
                 self.data.target,
             )
         return self

@@ -117,6 +117,8 @@ def encode(raw: RawTable, cfg: DataConfig, seed: int) -> EncodedDataset:
     raw, duplicates = apply_duplicate_policy(raw, duplicate_policy(cfg), interactions)
     if cfg.target == "value":
         y_all = target_values(raw, interactions).astype(np.float32)
+    elif cfg.target == "positive":  # an interaction log: every row is an observed positive
+        y_all = np.ones(raw.table.height, dtype=np.float32)
     else:
         y_all = binary_labels(raw, cfg.label_threshold, interactions)
     rows = split_rows(raw, cfg, seed)

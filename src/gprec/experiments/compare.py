@@ -249,12 +249,18 @@ def summary_from_runs(
     runs: dict[str, dict[str, dict]],
     seeds: list[int],
     baselines: list[str] | None = None,
-    task: str = "binary",
+    task: str | None = None,
 ) -> dict:
     """The comparison summary from per-run records (`runs[model][seed]`, as in comparison.json).
 
-    Also re-scores a finished comparison, e.g. with baselines it was run without.
+    Also re-scores a finished comparison, e.g. with baselines it was run without; the task,
+    when not given, is the one whose primary metric the runs hold on validation.
     """
+    if task is None:
+        first = next(iter(next(iter(runs.values())).values()))
+        task = next(
+            (t for t, m in TASK_METRICS.items() if f"valid_{next(iter(m))}" in first), "binary"
+        )
     metrics = TASK_METRICS[task]
     key = f"valid_{next(iter(metrics))}"
     summary = summarize(

@@ -100,7 +100,12 @@ def run_training(
 def _train(cfg, model, data, tensors, out_dir, log, started, data_seconds, device) -> dict:
     trainer = Trainer(model, cfg.train, out_dir, log)
     checkpoint_extra = {"config": cfg.model_dump(mode="json"), "fields": data.summary()["fields"]}
-    fit = trainer.fit(*tensors["train"], *tensors["valid"], checkpoint_extra=checkpoint_extra)
+    fit = trainer.fit(
+        *tensors["train"],
+        *tensors["valid"],
+        checkpoint_extra=checkpoint_extra,
+        known=(tensors["test"][0],),
+    )
     metrics = {
         "model": cfg.model["name"],
         "seed": cfg.train.seed,

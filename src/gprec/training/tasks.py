@@ -18,9 +18,11 @@ stopping watches with its direction.
   same user's row with another item's fields, uniform over the training catalogue; a sample
   may by chance be one of the user's positives, which at a few per thousand is left as noise),
   BCE. Evaluation, strict: each held-out positive ranked against `train.eval_negatives`
-  distinct items the user never interacted with in training (the held-out item excluded),
-  sampled with a fixed seed so every epoch sees the same lists; a negative scoring equal to
-  the positive counts against it. HR@5/10 and NDCG@5/10; early stopping on NDCG@10.
+  distinct items the data never pairs with the user (in any split, with any label), sampled
+  with a fixed seed so every epoch sees the same lists; scores are logits (a float32 sigmoid
+  would round confident ones to 1.0) and a negative scoring equal to the positive counts
+  against it. HR@5/10 and NDCG@5/10; early stopping on NDCG@10. Epochs iterate over the
+  positives only. An interaction log without labels: `data.target: positive` (every row).
 
 A model's main output (`ModelOutput.logit`) is the task's raw output: a logit for `binary` and
 `implicit`, the predicted value for `regression`.
@@ -59,9 +61,14 @@ class Task:
     def metrics(self, y_true: np.ndarray, pred: np.ndarray) -> dict[str, float]:  # pragma: no cover
         raise NotImplementedError
 
-    def fit(self, X_train: torch.Tensor, y_train: torch.Tensor, fields) -> Task:
-        """This task with what it learns from the training split (nothing, by default)."""
+    def fit(self, X_train: torch.Tensor, y_train: torch.Tensor, fields, known=()) -> Task:
+        """This task with what it learns from the training split (nothing, by default);
+        `known` holds the other splits' rows (implicit: interactions never drawn as negatives)."""
         return self
+
+    def training_rows(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows the epochs iterate over (by default all of them)."""
+        return X, y
 
     def expand(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The training batch the loss sees (by default the batch itself)."""
@@ -110,7 +117,7 @@ class RegressionTask(Task):
     target = "value"
     offset: float = 0.0  # the training targets' mean, added to the model's output
 
-    def fit(self, X_train, y_train, fields):
+    def fit(self, X_train, y_train, fields, known=()):
         return RegressionTask(offset=float(y_train.double().mean())) if len(y_train) else self
 
     def state(self):
@@ -159,7 +166,17 @@ class ImplicitTask(BinaryTask):
     n_item_ids: int = 0
     generator: torch.Generator | None = None
 
-    def fit(self, X_train, y_train, fields):
+    def transform(self, output):
+        # Rank on logits: a float32 sigmoid rounds confident scores to exactly 1.0, and ties
+        # count against the positive.
+        return output
+
+    def training_rows(self, X, y):
+        # Only positives: each batch's negatives are sampled (`expand`), never rows labelled 0.
+        keep = y == 1
+        return X[keep], y[keep]
+
+    def fit(self, X_train, y_train, fields, known=()):
         items = [i for i, f in enumerate(fields) if f.role == Role.ITEM]
         users = [i for i, f in enumerate(fields) if f.role == Role.PERSONAL]
         if not items or not users:
@@ -173,7 +190,10 @@ class ImplicitTask(BinaryTask):
         table = torch.zeros(n_ids, len(items), dtype=torch.long, device=X_train.device)
         cols = torch.tensor(items, device=X_train.device)
         table[X_train[:, item_col]] = X_train.index_select(1, cols)
-        keys = torch.unique(pos[:, user_col] * n_ids + pos[:, item_col])
+        # Never a negative: any (user, item) the data holds, in any split, with any label (a
+        # rated-but-disliked item, another held-out positive): the NCF convention.
+        every = torch.cat([X_train, *[k.to(X_train.device) for k in known]])
+        keys = torch.unique(every[:, user_col] * n_ids + every[:, item_col])
         return ImplicitTask(
             negatives=self.negatives,
             eval_negatives=self.eval_negatives,

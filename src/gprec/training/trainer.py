@@ -182,9 +182,16 @@ class Trainer:
         return self.task.evaluate(score, X, y)
 
     def fit(
-        self, X_train, y_train, X_valid, y_valid, checkpoint_extra: dict | None = None
+        self,
+        X_train,
+        y_train,
+        X_valid,
+        y_valid,
+        checkpoint_extra: dict | None = None,
+        known: tuple = (),
     ) -> FitResult:
-        """Train until validation AUC stops improving; leave the model at its best epoch."""
+        """Train until the task's validation metric stops improving; leave the model at its best
+        epoch. `known`: rows of other splits the task may need (implicit: never negatives)."""
         cfg = self.cfg
         if self._has_batch_norm and cfg.batch_size < 2:
             raise ConfigError(
@@ -198,7 +205,10 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma
         )
-        self.task = task = make_task(cfg).fit(X_train, y_train, self.model.fields)
+        self.task = task = make_task(cfg).fit(
+            X_train, y_train, self.model.fields, (X_valid, *known)
+        )
+        X_train, y_train = task.training_rows(X_train, y_train)
         monitor = task.monitor
         best, best_epoch, best_state, best_valid = task.worst(), 0, None, {}
         history, train_seconds, eval_seconds, stale = [], 0.0, 0.0, 0
