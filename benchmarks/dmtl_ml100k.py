@@ -518,7 +518,7 @@ def markdown(summary: dict) -> str:
     lines += [
         f"| *perfect ranker (bound)* | {_fmt(bd['paper_precision@10_perfect'])} | "
         f"{_fmt(bd['paper_recall@10_perfect'])} |",
-        f"| *random ranker (bound, recommends all)* | {_fmt(bd['paper_precision@10_random'])} | "
+        f"| *recommend-all reference (a random order, no threshold)* | {_fmt(bd['paper_precision@10_random'])} | "
         f"{_fmt(bd['paper_recall@10_random'])} |",
         f"| *DMTL paper (its own split and code)* | {summary['paper']['precision@10']:.4f} | "
         f"{summary['paper']['recall@10']:.4f} |",

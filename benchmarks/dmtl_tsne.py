@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     x = torch.from_numpy(np.ascontiguousarray(X[rows]))
     with torch.no_grad():
         z = model.profile(x).numpy()
-        predicted = model.group_logits(x).argmax(1).numpy()
+        predicted = model.group_logits(x)[:, 1:].argmax(1).numpy() + 1  # class 0: "unseen"
     group = X[rows, group_col]
     report = profiling_report(group, predicted).to_dict()
     xy = TSNE(n_components=2, random_state=0, init="pca", perplexity=30).fit_transform(z)

@@ -1,10 +1,11 @@
 """Groups for data without them: KMeans over the users' encoded features (the DMTL paper's
 groups, 20 on MovieLens), added to the dataset as a user field `group`.
 
-The clusters are fitted on the distinct users of the training split, each user a one-hot
-vector of its user-role fields (not its id, which would make every user its own group), then
-every row of every split gets its user's cluster: `group` = cluster + 1, index 0 staying the
-"unseen" value every field reserves. A model may read `group` like any user field (it is a
+The clusters are fitted on the distinct user-feature rows of the training split (users with
+identical features count once), each a one-hot vector of the user-role fields (not the id,
+which would make every user its own group); then every row of every split gets the cluster of
+its user features: `group` = cluster + 1 (KMeans assigns every row one, so index 0, the
+"unseen" value every field reserves, does not occur). A model may read `group` like any user field (it is a
 function of the user fields) or, as DMTL does, predict it.
 """
 

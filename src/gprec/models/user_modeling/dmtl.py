@@ -17,8 +17,8 @@ while it predicts the rating (what) regularises the recommender and gives a grou
 `lambda_profile = 0` is the same network as a plain recommender, the control of that claim.
 
 The group label. Each sample's group is the value of the user field `group_field` ("group"
-by default: the data pipeline adds it, each user's KMeans cluster 1..G with 0 for users
-unseen in training). The profiling head has one logit per value of that field, index 0
+by default: `data.user_groups` adds it, each row's KMeans cluster 1..G; KMeans assigns every
+row a cluster, so 0 (a field's "unseen" index) occurs only with groups from elsewhere). The profiling head has one logit per value of that field, index 0
 included (so `group_logits(x)[:, 0]` is the unseen class); class 0 is never a target
 (`ignore_index=0`), and the loss is the mean over the batch's samples with a known group (0
 when none has one, instead of cross_entropy's NaN). The group field is NOT an input of h_u:
