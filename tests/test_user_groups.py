@@ -9,7 +9,7 @@ import pytest
 from conftest import write_ml100k
 from gprec.cli.main import main
 from gprec.data.schema import EncodedField, Role
-from gprec.data.user_groups import add_kmeans_groups
+from gprec.data.user_groups import add_kmeans_groups, assign_groups
 from gprec.errors import ConfigError
 
 ML100K_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ml-100k" / "mlp.yaml"
@@ -44,6 +44,9 @@ def test_users_with_the_same_features_share_a_group_in_every_split():
         assert len(set(group[kind])) == 1 and len(set(group[~kind])) == 1
         assert group[kind][0] != group[~kind][0]
     assert sum(summary["train_rows_per_group"]) == 200
+    # the saved spec reproduces every row's group without the KMeans object
+    for s, x in out.items():
+        assert np.array_equal(assign_groups(X[s], json.loads(json.dumps(summary))), x[:, 4])
 
 
 def test_group_errors_are_one_line():
@@ -70,6 +73,9 @@ def test_gprec_train_with_kmeans_groups(tmp_path):
     ]  # fmt: skip
     assert main(args) == 0
     assert json.loads((out / "metrics.json").read_text())["test"]["auc"] >= 0
+    spec = json.loads((out / "user_groups.json").read_text())  # the run keeps how groups were made
+    assert spec["n_groups"] == 4 and spec["field"] == "group" and len(spec["centroids"]) == 4
     # a second run reads the groups back from the cache
     assert main([*args[:-1], str(tmp_path / "run2")]) == 0
     assert json.loads((tmp_path / "run2" / "metrics.json").read_text())["data"]["from_cache"]
+    assert json.loads((tmp_path / "run2" / "user_groups.json").read_text()) == spec

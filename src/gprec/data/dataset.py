@@ -53,6 +53,8 @@ class EncodedDataset:
     from_cache: bool = False
     # Rows equal in every field (see `find_duplicates`), as found before the split.
     duplicates: dict[str, Any] | None = None
+    # data.user_groups: how the `group` field was made (`user_groups.assign_groups` re-applies it)
+    user_groups: dict[str, Any] | None = None
 
     def size(self, split: str) -> int:
         return len(self.y[split])
@@ -133,9 +135,12 @@ def encode(raw: RawTable, cfg: DataConfig, seed: int) -> EncodedDataset:
             raise DataError(f"the {s} split is empty; check data.split_ratios", path=dataset)
     X = {s: vocab.encode(raw.table[rows[s]], raw.fields) for s in SPLITS}
     fields = encoded_fields(raw.fields, vocab)
+    groups = None
     if cfg.user_groups is not None:
-        X, fields, _ = add_kmeans_groups(X, fields, cfg.user_groups, seed)
-    return EncodedDataset(fields, X, y, vocab, name=cfg.source, duplicates=duplicates)
+        X, fields, groups = add_kmeans_groups(X, fields, cfg.user_groups, seed)
+    return EncodedDataset(
+        fields, X, y, vocab, name=cfg.source, duplicates=duplicates, user_groups=groups
+    )
 
 
 def duplicate_policy(cfg: DataConfig) -> str:
@@ -317,7 +322,10 @@ def _save(ds: EncodedDataset, entry: Path, cfg: DataConfig, seed: int, replace: 
     origin = {"path": None if cfg.path is None else str(cfg.resolved_path()), "seed": seed}
     meta = ds.summary() | {"duplicates": ds.duplicates, "origin": origin}
     label = _cache_label(cfg)
-    cache.write_entry(entry, arrays, {"vocab.json": ds.vocab.to_json()}, meta, label, replace)
+    documents = {"vocab.json": ds.vocab.to_json()}
+    if ds.user_groups is not None:
+        documents["user_groups.json"] = ds.user_groups
+    cache.write_entry(entry, arrays, documents, meta, label, replace)
 
 
 def _load(entry: Path, mmap: bool) -> EncodedDataset:
@@ -335,6 +343,7 @@ def _load(entry: Path, mmap: bool) -> EncodedDataset:
             name=meta["name"],
             from_cache=True,
             duplicates=meta.get("duplicates"),
+            user_groups=documents.get("user_groups.json"),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise cache.Damaged(f"meta.json is malformed ({type(e).__name__}: {e})") from None

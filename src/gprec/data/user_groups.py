@@ -29,10 +29,24 @@ def _one_hot(rows: np.ndarray, cards: list[int]) -> sparse.csr_matrix:
     return sparse.csr_matrix((data, (np.repeat(np.arange(n), k), cols)), shape=(n, sum(cards)))
 
 
+def assign_groups(rows: np.ndarray, spec: dict) -> np.ndarray:
+    """The `group` value (cluster + 1) of encoded rows with every field of the dataset before
+    `group` was added, from a saved `spec` (`add_kmeans_groups`'s): the nearest centroid of
+    each row's one-hot user fields, what KMeans.predict computes. New rows (prediction,
+    serving) get their groups this way without scikit-learn's model object."""
+    cols = spec["user_columns"]
+    onehot = _one_hot(np.asarray(rows)[:, cols], spec["cardinalities"])
+    centroids = np.asarray(spec["centroids"])
+    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is the same for every c
+    d = -2 * (onehot @ centroids.T) + (centroids**2).sum(1)
+    return np.asarray(d).argmin(1) + 1
+
+
 def add_kmeans_groups(
     X: dict[str, np.ndarray], fields: list[EncodedField], n_groups: int, seed: int
 ) -> tuple[dict[str, np.ndarray], list[EncodedField], dict]:
-    """`X` and `fields` with the `group` column appended, and a summary of the clustering."""
+    """`X` and `fields` with the `group` column appended, and the spec that reproduces it
+    (`assign_groups`): the user columns, their cardinalities and the centroids."""
     from sklearn.cluster import KMeans  # scikit-learn is heavy: only when groups are asked for
 
     if any(f.name == GROUP_FIELD for f in fields):
@@ -57,5 +71,13 @@ def add_kmeans_groups(
         for s, x in X.items()
     }
     sizes = np.bincount(out["train"][:, -1], minlength=n_groups + 1)[1:]
-    summary = {"n_groups": n_groups, "train_rows_per_group": sizes.tolist()}
-    return out, [*fields, EncodedField(GROUP_FIELD, Role.USER, n_groups + 1)], summary
+    spec = {
+        "field": GROUP_FIELD,
+        "n_groups": n_groups,
+        "user_columns": cols,
+        "user_fields": [fields[i].name for i in cols],
+        "cardinalities": cards,
+        "centroids": km.cluster_centers_.tolist(),
+        "train_rows_per_group": sizes.tolist(),
+    }
+    return out, [*fields, EncodedField(GROUP_FIELD, Role.USER, n_groups + 1)], spec

@@ -85,6 +85,8 @@ def run_training(
     try:
         write_text_atomic(out_dir / "config.yaml", config_text)
         write_text_atomic(out_dir / "vocab.json", json.dumps(data.vocab.to_json()))
+        if data.user_groups is not None:  # the `group` field is not in the vocabularies
+            write_text_atomic(out_dir / "user_groups.json", json.dumps(data.user_groups))
         metrics = _train(cfg, model, data, tensors, out_dir, log, started, data_seconds, device)
         write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     except KeyboardInterrupt:
