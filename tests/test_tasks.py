@@ -303,3 +303,12 @@ def test_rescoring_infers_the_task_from_the_runs():
     }  # fmt: skip
     summary = summary_from_runs(runs, [1, 2, 3], ["b"])
     assert summary["prespecified"]["candidate"] == "a" and "valid_rmse" in summary["prespecified"]
+
+
+def test_compare_refuses_implicit_models_ranked_against_different_lists(tmp_path, capsys):
+    args = [
+        "compare", "-c", str(ML100K_CONFIG), "--set", "train.task=implicit", "--models",
+        "mlp,mlp[train.eval_negatives=50]", "--seeds", "1", "--out", str(tmp_path / "x"),
+    ]  # fmt: skip
+    assert main(args) == 2
+    assert "differ in train.eval_negatives (50, 100)" in capsys.readouterr().err

@@ -173,6 +173,13 @@ def run_comparison(
             f"--models mixes train.task {' and '.join(sorted(tasks))}: compare one task"
         )
     task = tasks.pop()
+    lists = {cfg.train.eval_negatives for cfg in configs.values()}
+    if task == "implicit" and len(lists) > 1:
+        # HR/NDCG against 50 negatives and against 100 are different numbers.
+        raise ConfigError(
+            f"--models differ in train.eval_negatives ({', '.join(map(str, sorted(lists)))}): "
+            "implicit models are compared on the same lists"
+        )
     for key, cfg in configs.items():
         resolve_device(cfg.train.device)
         claim_run_dir(run_dirs[key], dump_config(cfg), remedy="use another --out")
