@@ -162,7 +162,7 @@ class ImplicitTask(BinaryTask):
     item_cols: torch.Tensor | None = None  # every item field
     item_table: torch.Tensor | None = None  # item ID -> its item fields' values
     catalogue: torch.Tensor | None = None  # item IDs of the training positives
-    seen: torch.Tensor | None = None  # sorted keys user * n_item_ids + item of those positives
+    seen: torch.Tensor | None = None  # keys user * n_item_ids + item of every pair in the data
     n_item_ids: int = 0
     generator: torch.Generator | None = None
 
