@@ -56,14 +56,27 @@ def test_what_is_not_a_finished_run_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no such run directory"):
         load_run(tmp_path / "nope")
     out = train(tmp_path, "run")
+    metrics = (out / "metrics.json").read_text()
+    (out / "metrics.json").unlink()
     write_status(out, "failed", error="boom")
     with pytest.raises(ConfigError, match=r"not a finished run \(status: failed\)"):
         load_run(out)
     write_status(out, "finished")
+    (out / "metrics.json").write_text(metrics)
     (out / "vocab.json").unlink()
     with pytest.raises(ConfigError, match="vocab.json missing; not a complete run"):
         load_run(out)
+    (out / "vocab.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="vocab.json: cannot be read"):
+        load_run(out)
     (out / "vocab.json").write_text("{}")
-    torch.save({"state_dict": {}}, out / "model.pt")
-    with pytest.raises(ConfigError, match="model.pt: cannot be loaded"):
+    for damaged in (b"", b"garbage", None):
+        if damaged is None:
+            torch.save({"state_dict": {}}, out / "model.pt")
+        else:
+            (out / "model.pt").write_bytes(damaged)
+        with pytest.raises(ConfigError, match="model.pt: cannot be loaded"):
+            load_run(out)
+    (out / "metrics.json").unlink()  # finished means metrics written, as for run_state
+    with pytest.raises(ConfigError, match="not a finished run"):
         load_run(out)

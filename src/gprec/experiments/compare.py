@@ -174,6 +174,15 @@ def run_comparison(
         )
     task = tasks.pop()
     lists = {cfg.train.eval_negatives for cfg in configs.values()}
+    datas = {
+        json.dumps(cfg.data.model_dump(mode="json", exclude={"cache_dir"}), sort_keys=True)
+        for cfg in configs.values()
+    }
+    if task == "implicit" and len(datas) > 1:
+        # The negative lists come from the data (its split, catalogue and pairs).
+        raise ConfigError(
+            "--models differ in their data sections: implicit models are compared on the same lists"
+        )
     if task == "implicit" and len(lists) > 1:
         # HR/NDCG against 50 negatives and against 100 are different numbers.
         raise ConfigError(

@@ -6,12 +6,15 @@ weights, the encoded fields the model was built on, and the task's state, e.g. t
 offset), the vocabularies `vocab.json` (to encode new raw rows) and, when the data had them,
 the KMeans groups' spec `user_groups.json`; it builds the model on CPU (or `device`) in
 evaluation mode. `LoadedRun.predict(X)` gives the task's predictions of encoded rows, the same
-numbers the trainer evaluated (the checkpoint is the best epoch's).
+numbers the trainer evaluated (the checkpoint is the best epoch's). For an implicit-feedback run
+those are ranking scores (logits); its HR/NDCG need the task fitted on the run's data again
+(`task.fit`), which loading does not do.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,8 @@ from gprec.data.encode import Vocabulary
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
 from gprec.models.registry import build_model
-from gprec.training.run_dir import CONFIG, read_status
+from gprec.training.run import resolve_device
+from gprec.training.run_dir import CONFIG, run_state
 from gprec.training.tasks import RegressionTask, Task, make_task
 from gprec.training.trainer import predict
 
@@ -42,9 +46,12 @@ class LoadedRun:
     def predict(self, X: np.ndarray | torch.Tensor, batch_size: int = 65536) -> np.ndarray:
         """The task's predictions of encoded rows (probabilities for CTR, ratings for
         regression, ranking scores for implicit)."""
-        X = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.long)
         device = next(self.model.parameters()).device
-        return predict(self.model, X.to(device), batch_size, self.task.transform)
+        if isinstance(X, torch.Tensor):
+            X = X.to(device, torch.long)
+        else:
+            X = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.long, device=device)
+        return predict(self.model, X, batch_size, self.task.transform)
 
 
 def _task(config: RunConfig, state: dict | None) -> Task:
@@ -60,13 +67,13 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory")
-    status = read_status(run_dir)
-    state = status.get("state") if status else None
+    state = run_state(run_dir)  # finished means metrics.json written, as everywhere else
     if state != "finished":
         raise ConfigError(
-            f"{run_dir}: not a finished run (status: {state or 'none'}); its weights may be "
-            "those of an unfinished training"
+            f"{run_dir}: not a finished run (status: {state}); its weights may be those of an "
+            "unfinished training"
         )
+    device = str(resolve_device(device))
     missing = [f for f in (CONFIG, "model.pt", "vocab.json") if not (run_dir / f).is_file()]
     if missing:
         raise ConfigError(f"{run_dir}: {', '.join(missing)} missing; not a complete run")
@@ -78,17 +85,30 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
         ]
         model = build_model(config.model, fields).to(device)
         model.load_state_dict(ckpt["state_dict"])
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError,
+            pickle.UnpicklingError) as e:  # fmt: skip
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"{run_dir}/model.pt: cannot be loaded ({first})") from None
     model.eval()
     groups_file = run_dir / "user_groups.json"
+    if config.data.user_groups is not None and not groups_file.is_file():
+        raise ConfigError(
+            f"{run_dir}: user_groups.json missing, but the run's data has KMeans groups "
+            "(data.user_groups): new rows could not get theirs; train it again"
+        )
     return LoadedRun(
         path=run_dir,
         config=config,
         model=model,
         fields=fields,
-        vocab=Vocabulary(json.loads((run_dir / "vocab.json").read_text())),
+        vocab=Vocabulary(_read_json(run_dir / "vocab.json")),
         task=_task(config, ckpt.get("task")),
-        user_groups=json.loads(groups_file.read_text()) if groups_file.is_file() else None,
+        user_groups=_read_json(groups_file) if groups_file.is_file() else None,
     )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
