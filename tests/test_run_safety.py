@@ -314,7 +314,7 @@ def test_warns_when_validation_still_improves_at_max_epochs(tmp_path, monkeypatc
     monkeypatch.setattr(
         trainer.Trainer,
         "evaluate",
-        lambda self, X, y: {"auc": 0.5 + next(calls) / 1000, "logloss": 0.6},
+        lambda self, X, y, negatives=None: {"auc": 0.5 + next(calls) / 1000, "logloss": 0.6},
     )
     out = tmp_path / "run"
     assert main(["train", *tiny(tmp_path, epochs=3), "--out", str(out)]) == 0

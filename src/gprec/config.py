@@ -92,10 +92,11 @@ class SyntheticData(StrictModel):
 
 
 class DataConfig(StrictModel):
-    source: Literal["synthetic", "ml-100k", "ml-1m", "generic"] = Field(
+    source: Literal["synthetic", "ml-100k", "ml-1m", "generic", "agree"] = Field(
         "synthetic",
         description="dataset: the built-in synthetic one, MovieLens 100K or 1M, "
-        "or your own files described by a schema YAML (generic)",
+        "your own files described by a schema YAML (generic), or a group-recommendation "
+        "folder in the AGREE/ConsRec layout (agree: Mafengwo's; docs/group-data.md)",
     )
     # A data directory (MovieLens) or a schema YAML (generic). A relative path is
     # taken from $GPREC_DATA when that is set, else from the working directory.
@@ -118,10 +119,11 @@ class DataConfig(StrictModel):
         "implicit; value: the target itself (a rating), for train.task regression; positive: "
         "every row is an observed interaction (an implicit-feedback log), for train.task implicit",
     )
-    split: Literal["random", "leave_last_out"] = Field(
+    split: Literal["random", "leave_last_out", "file"] = Field(
         "random",
         description="random: rows split by data.split_ratios; leave_last_out: each user's latest "
-        "interaction is test, the one before valid (needs timestamps)",
+        "interaction is test, the one before valid (needs timestamps); file: the source's own "
+        "test rows, validation carved from its training rows by data.split_ratios (agree)",
     )
     split_ratios: tuple[float, float, float] = Field(
         (0.8, 0.1, 0.1),
@@ -242,6 +244,28 @@ class RunConfig(StrictModel):
         if isinstance(v, str):
             raise key_error((), f"a section, not a name: write model.name={v}", v)
         return v
+
+    @model_validator(mode="after")
+    def _agree_is_the_group_task(self) -> RunConfig:
+        """An AGREE-layout folder holds positives and its own test rows with their negatives:
+        it is learned as implicit feedback on its own split, ranked against those lists."""
+        agree = self.data.source == "agree"
+        if agree and self.data.split != "file":
+            raise key_error(
+                ("data", "split"), "source agree has its own test rows: use file", self.data.split
+            )
+        if not agree and self.data.split == "file":
+            raise key_error(
+                ("data", "split"), "file needs a source with its own test rows (agree)", "file"
+            )
+        if agree and (self.train.task, self.data.target) != ("implicit", "positive"):
+            raise key_error(
+                ("train", "task"),
+                "source agree holds positives with listed negatives: set train.task: implicit "
+                "and data.target: positive",
+                self.train.task,
+            )
+        return self
 
     @model_validator(mode="after")
     def _target_fits_the_task(self) -> RunConfig:

@@ -45,7 +45,7 @@ TEMP_PREFIX = ".tmp-"
 META = "meta.json"
 ENTRY_NAME = re.compile(r"^(?P<source>[a-z0-9][a-z0-9-]*)-(?P<key>[0-9a-f]{20})$")
 _TEMP_NAME = re.compile(r"^\.tmp-(?:(?P<pid>\d+)-(?P<host>[A-Za-z0-9._]+)-)?[A-Za-z0-9_]+$")
-_ENTRY_FILE = re.compile(r"^(?:[Xy]_[a-z]+\.npy|vocab\.json|user_groups\.json|meta\.json)$")
+_ENTRY_FILE = re.compile(r"^(?:[XyN]_[a-z]+\.npy|vocab\.json|user_groups\.json|meta\.json)$")
 # A temp dir untouched this long is abandoned whatever its pid says (the pid may have
 # been reused, or the writer ran on another host): writing an entry takes minutes at most.
 STALE_AFTER_S = 6 * 3600

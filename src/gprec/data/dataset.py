@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ class EncodedDataset:
     duplicates: dict[str, Any] | None = None
     # data.user_groups: how the `group` field was made (`user_groups.assign_groups` re-applies it)
     user_groups: dict[str, Any] | None = None
+    # Listed negatives of a split's rows (item indices, -1 padding), e.g. {"test": ...} (agree)
+    negatives: dict[str, np.ndarray] = field(default_factory=dict)
 
     def size(self, split: str) -> int:
         return len(self.y[split])
@@ -92,6 +94,10 @@ def load_raw(cfg: DataConfig) -> RawTable:
         from gprec.data.movielens import load_ml1m
 
         return load_ml1m(path, cfg.ratings_file)
+    if cfg.source == "agree":
+        from gprec.data.agree_source import load_agree_raw
+
+        return load_agree_raw(path)
     from gprec.data.generic import load_generic
 
     return load_generic(path)
@@ -100,6 +106,18 @@ def load_raw(cfg: DataConfig) -> RawTable:
 def split_rows(raw: RawTable, cfg: DataConfig, seed: int) -> dict[str, np.ndarray]:
     if cfg.split == "random":
         return random_split(raw.table.height, cfg.split_ratios, seed)
+    if cfg.split == "file":
+        if raw.split is None:
+            raise ConfigError("data.split: file needs a source with its own test rows (agree)")
+        train = np.flatnonzero(raw.split == "train")
+        share = cfg.split_ratios[1] / (cfg.split_ratios[0] + cfg.split_ratios[1])
+        train = np.random.default_rng(seed).permutation(train)
+        n_valid = int(round(len(train) * share))
+        return {
+            "train": np.sort(train[n_valid:]),
+            "valid": np.sort(train[:n_valid]),
+            "test": np.flatnonzero(raw.split == "test"),
+        }
     personal = [f.name for f in raw.fields if f.role == Role.PERSONAL]
     if not personal:
         raise ConfigError(
@@ -138,8 +156,21 @@ def encode(raw: RawTable, cfg: DataConfig, seed: int) -> EncodedDataset:
     groups = None
     if cfg.user_groups is not None:
         X, fields, groups = add_kmeans_groups(X, fields, cfg.user_groups, seed)
+    negatives = {}
+    if raw.test_negatives is not None:
+        from gprec.data.agree_source import encode_negatives
+
+        item = next(f.name for f in raw.fields if f.role == Role.ITEM)
+        negatives["test"] = encode_negatives(*raw.test_negatives, vocab.values[item])
     return EncodedDataset(
-        fields, X, y, vocab, name=cfg.source, duplicates=duplicates, user_groups=groups
+        fields,
+        X,
+        y,
+        vocab,
+        name=cfg.source,
+        duplicates=duplicates,
+        user_groups=groups,
+        negatives=negatives,
     )
 
 
@@ -245,6 +276,8 @@ def require_source_files(cfg: DataConfig) -> None:
         # u.genre is optional: without it ML-100K's standard genre list is used.
         if cfg.source == "ml-100k":
             names = ["u.data", "u.user", "u.item"]
+        elif cfg.source == "agree":
+            names = ["groupMember.txt"]
         else:
             names = [cfg.ratings_file, "users.dat", "movies.dat"]
         missing = [path / n for n in names if not (path / n).is_file()]
@@ -278,6 +311,8 @@ def source_files(cfg: DataConfig) -> list[Path]:
         names = ["u.data", "u.user", "u.item", "u.genre"]
     elif cfg.source == "ml-1m":
         names = [cfg.ratings_file, "users.dat", "movies.dat"]
+    elif cfg.source == "agree":
+        return sorted(p for p in path.glob("*.txt") if p.is_file())
     else:
         from gprec.data.generic import schema_source_files
 
@@ -318,6 +353,7 @@ def _cache_label(cfg: DataConfig) -> str:
 
 def _save(ds: EncodedDataset, entry: Path, cfg: DataConfig, seed: int, replace: bool) -> None:
     arrays = {f"{a}_{s}": getattr(ds, a)[s] for s in SPLITS for a in ("X", "y")}
+    arrays |= {f"N_{s}": n for s, n in ds.negatives.items()}
     # Where the entry came from, for `gprec cache list`.
     origin = {"path": None if cfg.path is None else str(cfg.resolved_path()), "seed": seed}
     meta = ds.summary() | {"duplicates": ds.duplicates, "origin": origin}
@@ -344,6 +380,7 @@ def _load(entry: Path, mmap: bool) -> EncodedDataset:
             from_cache=True,
             duplicates=meta.get("duplicates"),
             user_groups=documents.get("user_groups.json"),
+            negatives={s: arrays[f"N_{s}"] for s in SPLITS if f"N_{s}" in arrays},
         )
     except (KeyError, TypeError, ValueError) as e:
         raise cache.Damaged(f"meta.json is malformed ({type(e).__name__}: {e})") from None

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 
@@ -36,6 +37,10 @@ class RawTable:
     table: pl.DataFrame
     fields: list[FieldSpec]
     source_files: list[Path] = field(default_factory=list)
+    # Sources with their own split (data.split: file): each row's "train" or "test", and the
+    # test rows' listed negatives as (offsets, raw item values), aligned with the test rows.
+    split: np.ndarray | None = None
+    test_negatives: tuple[np.ndarray, np.ndarray] | None = None
 
     TARGET = "target"
     TIMESTAMP = "timestamp"

@@ -114,7 +114,7 @@ def _train(cfg, model, data, tensors, out_dir, log, started, data_seconds, devic
         "task": cfg.train.task,
         "monitor": trainer.task.monitor,
         "split_seed": cfg.split_seed(),
-        "test": trainer.evaluate(*tensors["test"]),
+        "test": trainer.evaluate(*tensors["test"], negatives=data.negatives.get("test")),
         "valid": fit.best_valid | {"best_epoch": fit.best_epoch},
         "train": {
             "seconds_per_epoch": fit.seconds_per_epoch,

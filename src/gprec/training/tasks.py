@@ -74,8 +74,9 @@ class Task:
         """The training batch the loss sees (by default the batch itself)."""
         return xb, yb
 
-    def evaluate(self, score, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """Metrics of a split; `score(X)` gives the transformed predictions as numpy."""
+    def evaluate(self, score, X: torch.Tensor, y: torch.Tensor, negatives=None) -> dict[str, float]:
+        """Metrics of a split; `score(X)` gives the transformed predictions as numpy.
+        `negatives`: listed negatives of the rows (implicit only)."""
         return self.metrics(y.cpu().numpy(), score(X))
 
     def state(self) -> dict:
@@ -190,6 +191,9 @@ class ImplicitTask(BinaryTask):
         table = torch.zeros(n_ids, len(items), dtype=torch.long, device=X_train.device)
         cols = torch.tensor(items, device=X_train.device)
         table[X_train[:, item_col]] = X_train.index_select(1, cols)
+        # An item known only from a listed negative still has its own ID (its other item fields
+        # are unknown: index 0, as for any unseen value).
+        table[:, items.index(item_col)] = torch.arange(n_ids, device=X_train.device)
         # Never a negative: any (user, item) the data holds, in any split, with any label (a
         # rated-but-disliked item, another held-out positive): the NCF convention.
         every = torch.cat([X_train, *[k.to(X_train.device) for k in known]])
@@ -269,7 +273,11 @@ class ImplicitTask(BinaryTask):
             )
         return out
 
-    def evaluate(self, score, X, y):
+    def evaluate(self, score, X, y, negatives=None):
+        """Strict sampled ranking; with `negatives` (n_rows, L) item indices, -1 padded, aligned
+        with X's rows (a source's published lists), those instead of sampled ones."""
+        if negatives is not None:
+            return self._evaluate_listed(score, X, y, torch.as_tensor(negatives))
         pos = X[y == 1]
         if len(pos) == 0:
             return {f"{m}@{k}": float("nan") for k in KS for m in ("hr", "ndcg")}
@@ -283,6 +291,21 @@ class ImplicitTask(BinaryTask):
             rows = self._with_items(chunk.repeat_interleave(N, 0), negs.flatten())
             neg_scores = np.asarray(score(rows)).reshape(len(chunk), N)
             ranks.append(sampled_ranks(np.asarray(score(chunk)), neg_scores))
+        per_case = rank_metrics(np.concatenate(ranks), KS)
+        metrics = {name: float(values.mean()) for name, values in per_case.items()}
+        return {m: metrics[m] for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5")}
+
+    def _evaluate_listed(self, score, X, y, negatives):
+        """The rows' positives ranked against their listed negatives (-1: padding)."""
+        keep = y == 1
+        pos, lists = X[keep], negatives.to(X.device)[keep]
+        ranks = []
+        for chunk, items in zip(pos.split(EVAL_CHUNK), lists.split(EVAL_CHUNK), strict=True):
+            L = items.shape[1]
+            rows = self._with_items(chunk.repeat_interleave(L, 0), items.clamp(min=0).flatten())
+            neg_scores = np.asarray(score(rows)).reshape(len(chunk), L)
+            mask = (items >= 0).cpu().numpy()
+            ranks.append(sampled_ranks(np.asarray(score(chunk)), neg_scores, mask))
         per_case = rank_metrics(np.concatenate(ranks), KS)
         metrics = {name: float(values.mean()) for name, values in per_case.items()}
         return {m: metrics[m] for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5")}

@@ -169,7 +169,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         return {k: v.item() / n_batches for k, v in totals.items()}, seconds
 
-    def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    def evaluate(self, X: torch.Tensor, y: torch.Tensor, negatives=None) -> dict[str, float]:
         def score(rows: torch.Tensor) -> np.ndarray:
             prob = predict(self.model, rows, self.cfg.eval_batch_size, self.task.transform)
             if not np.isfinite(prob).all():
@@ -179,7 +179,7 @@ class Trainer:
                 )
             return prob
 
-        return self.task.evaluate(score, X, y)
+        return self.task.evaluate(score, X, y, negatives)
 
     def fit(
         self,
