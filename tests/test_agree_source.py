@@ -87,3 +87,74 @@ def test_gprec_train_on_a_folder_in_the_layout_writes_the_strict_group_metrics(t
     assert metrics["test"]["hr@5"] == 1.0
     assert main([*args[:-1], str(tmp_path / "run2")]) == 0  # again, from the cache
     assert json.loads((tmp_path / "run2" / "metrics.json").read_text())["test"] == metrics["test"]
+
+
+def write_wide_agree(directory: Path) -> Path:
+    """6 groups, 12 items (codes 0-11), lists of 8 negatives: ranks go beyond 5."""
+    directory.mkdir(parents=True, exist_ok=True)
+    members = "".join(f"{g} {g},{g + 1}\n" for g in range(6))
+    train = "".join(f"{g} {i}\n" for g in range(6) for i in range(g % 3, 9, 3))
+    test = "".join(f"{g} {9 + g % 3}\n" for g in range(6))
+    negatives = "".join(
+        f"({g},{9 + g % 3}) " + " ".join(str(i) for i in range(12) if i != 9 + g % 3)[:15] + "\r\n"
+        for g in range(6)
+    )
+    files = {
+        "groupMember.txt": members,
+        "groupRatingTrain.txt": train,
+        "groupRatingTest.txt": test,
+        "groupRatingNegative.txt": negatives,
+    }
+    for name, text in files.items():
+        (directory / name).write_bytes(text.encode())
+    return directory
+
+
+def test_the_run_scores_exactly_the_listed_negatives_and_caches_them(tmp_path):
+    from gprec.config import load_config
+    from gprec.data.dataset import load_dataset
+    from gprec.evaluation.ranking import rank_metrics, sampled_ranks
+    from gprec.training.load import load_run
+
+    data = write_wide_agree(tmp_path / "wide")
+    out = tmp_path / "run"
+    sets = [
+        f"data.path={data}", f"data.cache_dir={tmp_path / 'cache'}", "train.eval_negatives=3",
+        "data.split_ratios=[0.7, 0.3, 0]", "train.max_epochs=3", "train.progress=false",
+    ]  # fmt: skip
+    assert main(["train", "-c", str(MAFENGWO_CONFIG), *[a for s in sets for a in ("--set", s)],
+                 "--out", str(out)]) == 0  # fmt: skip
+    cfg = load_config(MAFENGWO_CONFIG, sets)
+    ds = load_dataset(cfg.data, cfg.split_seed())
+    assert ds.from_cache and ds.negatives["test"].shape[0] == len(ds.y["test"]) == 6
+    assert ds.fields[1].cardinality == 13  # every catalogue item has an index (12 + unseen)
+    run = load_run(out)
+    X, lists = ds.X["test"], ds.negatives["test"]
+    pos = run.predict(X)
+    rows = np.repeat(X, lists.shape[1], axis=0)
+    rows[:, 1] = np.maximum(lists.ravel(), 0)
+    neg = run.predict(rows).reshape(lists.shape)
+    expected = rank_metrics(sampled_ranks(pos, neg, lists >= 0))
+    metrics = json.loads((out / "metrics.json").read_text())["test"]
+    assert metrics["ndcg@5"] == pytest.approx(expected["ndcg@5"].mean(), abs=1e-12)
+
+
+def test_leaks_and_unsupported_settings_are_refused(tmp_path, capsys):
+    data = write_agree(tmp_path / "g")
+    (data / "groupRatingTrain.txt").write_text(
+        (data / "groupRatingTrain.txt").read_text() + "0 3\n"
+    )  # group 0's held-out item 3 is also a training row
+    base = ["train", "-c", str(MAFENGWO_CONFIG), "--set", f"data.path={data}",
+            "--set", f"data.cache_dir={tmp_path / 'c'}", "--out", str(tmp_path / "r")]  # fmt: skip
+    assert main(base) == 2
+    assert "1 held-out (group, item) pairs are also rows of groupRatingTrain.txt" in (
+        capsys.readouterr().err
+    )
+    clean = write_agree(tmp_path / "clean")
+    base[base.index(f"data.path={data}")] = f"data.path={clean}"
+    for setting, message in (
+        ("data.split_ratios=[0.8, 0.1, 0.1]", "give [train, valid, 0]"),
+        ("data.duplicates=drop", "data.duplicates: drop would remove rows"),
+    ):
+        assert main([*base, "--set", setting]) == 2
+        assert message in capsys.readouterr().err

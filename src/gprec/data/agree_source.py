@@ -31,6 +31,17 @@ def load_agree_raw(path: Path) -> RawTable:
         raise DataError("no group test file: data.split: file needs the held-out rows", path=path)
     train = data.group_interactions.select(GROUP, ITEM)
     test = data.group_test
+    # A held-out pair that is also a training row would be scored on what it was trained on.
+    train_keys = set(zip(train[GROUP].to_list(), train[ITEM].to_list(), strict=True))
+    leaked = sum(
+        (int(g), int(i)) in train_keys for g, i in zip(test.entity, test.held_out, strict=True)
+    )
+    if leaked:
+        raise DataError(
+            f"{leaked} held-out (group, item) pairs are also rows of groupRatingTrain.txt: the "
+            "split leaks",
+            path=Path(path) / "groupRatingTest.txt",
+        )
     table = pl.concat(
         [
             train.rename({GROUP: "group_id", ITEM: "item_id"}),
@@ -51,6 +62,10 @@ def load_agree_raw(path: Path) -> RawTable:
         source_files=list(data.source_files),
         split=split,
         test_negatives=(clean.offsets, clean.items.astype(np.int64)),
+        # Every item the folder knows (its codes are 0..n-1): an item met only in a negative
+        # list gets its own index, trained as a sampled negative as AGREE/ConsRec do, instead
+        # of all of them sharing the untrained "unseen" index.
+        catalogue={"item_id": [str(i) for i in range(data.n_items)]},
     )
 
 

@@ -109,6 +109,11 @@ def split_rows(raw: RawTable, cfg: DataConfig, seed: int) -> dict[str, np.ndarra
     if cfg.split == "file":
         if raw.split is None:
             raise ConfigError("data.split: file needs a source with its own test rows (agree)")
+        if cfg.split_ratios[2] != 0:
+            raise ConfigError(
+                "data.split_ratios: with data.split: file the test rows are the source's own; "
+                "give [train, valid, 0]"
+            )
         train = np.flatnonzero(raw.split == "train")
         share = cfg.split_ratios[1] / (cfg.split_ratios[0] + cfg.split_ratios[1])
         train = np.random.default_rng(seed).permutation(train)
@@ -134,6 +139,11 @@ def encode(raw: RawTable, cfg: DataConfig, seed: int) -> EncodedDataset:
     dataset, interactions = _first(raw.source_files), _interactions_file(cfg, raw)
     if raw.table.height == 0:
         raise DataError("the dataset has no interactions", path=dataset)
+    if cfg.split == "file" and duplicate_policy(cfg) == "drop":
+        raise ConfigError(
+            "data.duplicates: drop would remove rows of a source whose split and negative "
+            "lists are kept as published (data.split: file); use warn or error"
+        )
     raw, duplicates = apply_duplicate_policy(raw, duplicate_policy(cfg), interactions)
     if cfg.target == "value":
         y_all = target_values(raw, interactions).astype(np.float32)
@@ -145,6 +155,9 @@ def encode(raw: RawTable, cfg: DataConfig, seed: int) -> EncodedDataset:
     if len(rows["train"]) == 0:
         raise DataError("the training split is empty", path=dataset)
     vocab = Vocabulary.fit(raw.table[rows["train"]], raw.fields)
+    for name, values in (raw.catalogue or {}).items():
+        known = set(vocab.values[name])
+        vocab.values[name] = vocab.values[name] + sorted(v for v in values if v not in known)
     y = {s: y_all[rows[s]] for s in SPLITS}
     for s in ("valid", "test"):
         if cfg.target == "label":
@@ -382,6 +395,9 @@ def _load(entry: Path, mmap: bool) -> EncodedDataset:
             user_groups=documents.get("user_groups.json"),
             negatives={s: arrays[f"N_{s}"] for s in SPLITS if f"N_{s}" in arrays},
         )
+        for s, lists in ds.negatives.items():
+            if len(lists) != len(ds.y[s]):
+                raise cache.Damaged(f"N_{s}.npy does not match y_{s}.npy")
     except (KeyError, TypeError, ValueError) as e:
         raise cache.Damaged(f"meta.json is malformed ({type(e).__name__}: {e})") from None
     for s in SPLITS:

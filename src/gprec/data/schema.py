@@ -41,6 +41,9 @@ class RawTable:
     # test rows' listed negatives as (offsets, raw item values), aligned with the test rows.
     split: np.ndarray | None = None
     test_negatives: tuple[np.ndarray, np.ndarray] | None = None
+    # Values a field takes beyond the training rows that still get an index of their own (a
+    # group dataset's whole item catalogue: items that occur only in listed negatives).
+    catalogue: dict[str, list[str]] | None = None
 
     TARGET = "target"
     TIMESTAMP = "timestamp"

@@ -162,7 +162,7 @@ class ImplicitTask(BinaryTask):
     user_col: int = -1  # the user's ID field (the first personal field)
     item_cols: torch.Tensor | None = None  # every item field
     item_table: torch.Tensor | None = None  # item ID -> its item fields' values
-    catalogue: torch.Tensor | None = None  # item IDs of the training positives
+    catalogue: torch.Tensor | None = None  # every item ID the vocabulary knows
     seen: torch.Tensor | None = None  # keys user * n_item_ids + item of every pair in the data
     n_item_ids: int = 0
     generator: torch.Generator | None = None
@@ -187,7 +187,6 @@ class ImplicitTask(BinaryTask):
             )
         item_col, user_col = items[0], users[0]
         n_ids = fields[item_col].cardinality
-        pos = X_train[y_train == 1]
         table = torch.zeros(n_ids, len(items), dtype=torch.long, device=X_train.device)
         cols = torch.tensor(items, device=X_train.device)
         table[X_train[:, item_col]] = X_train.index_select(1, cols)
@@ -206,7 +205,9 @@ class ImplicitTask(BinaryTask):
             user_col=user_col,
             item_cols=cols,
             item_table=table,
-            catalogue=torch.unique(pos[:, item_col]),
+            # Every item the vocabulary knows (not only the positives): negatives as NCF and
+            # AGREE sample them, so an item met only in evaluation lists is trained as one.
+            catalogue=torch.arange(1, n_ids, device=X_train.device),
             seen=keys,
             n_item_ids=n_ids,
             generator=torch.Generator(device=X_train.device).manual_seed(self.seed),
