@@ -21,6 +21,12 @@ def toy_data(n: int, cards=(50, 6, 40, 5, 3), seed: int = 0):
     return X, y
 
 
+def toy_batch(n: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`toy_data` as the (indices, labels) tensors a model takes."""
+    X, y = toy_data(n, seed=seed)
+    return torch.from_numpy(X), torch.from_numpy(y)
+
+
 @pytest.fixture
 def fields():
     return toy_fields()

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import field_offsets, toy_data, toy_fields, train_steps
+from conftest import field_offsets, toy_fields, train_steps
+from conftest import toy_batch as batch
 from gprec.config import parse_config
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
@@ -23,11 +24,6 @@ def make(seed=0, fields=None, **opts) -> APG:
     torch.manual_seed(seed)
     cfg = resolve_model_options({"name": "apg", "embedding_dim": D, **opts})
     return build_model(cfg, fields or toy_fields())
-
-
-def batch(n=32, seed=0):
-    X, y = toy_data(n, seed=seed)
-    return torch.from_numpy(X), torch.from_numpy(y)
 
 
 def users_twice(n=8) -> torch.Tensor:

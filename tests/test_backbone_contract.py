@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import toy_data, toy_fields, train_steps
+from conftest import toy_batch, toy_data, toy_fields, train_steps
 from gprec.cli.main import main
 from gprec.config import TrainConfig, parse_config
 from gprec.errors import ConfigError
@@ -41,8 +41,7 @@ def gprec(name, strategy, **opts) -> GPRec:
 
 
 def batch(n=64, seed=0):
-    X, y = toy_data(n, seed=seed)
-    return torch.from_numpy(X), torch.from_numpy(y)
+    return toy_batch(n, seed)
 
 
 def test_every_paper_backbone_is_registered_and_checked():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import toy_data, toy_fields
+from conftest import toy_batch, toy_fields
 from gprec.cli.main import main
 from gprec.config import parse_config
 from gprec.errors import ConfigError
@@ -35,8 +35,7 @@ def randomised(model: FinalMLP) -> FinalMLP:
 
 
 def batch(n=16, seed=0):
-    X, y = toy_data(n, seed=seed)
-    return torch.from_numpy(X), torch.from_numpy(y)
+    return toy_batch(n, seed)
 
 
 # -- reference: FinalMLP written out in plain torch from the paper's equations ---------------

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
+from conftest import toy_batch as batch
 from conftest import toy_data, toy_fields
 from gprec.config import TrainConfig, parse_config
 from gprec.data.schema import EncodedField, Role
@@ -30,11 +31,6 @@ def make(fields=None, seed=0, **opts) -> GPRec:
     torch.manual_seed(seed)
     cfg = {"name": "gprec", "n_groups": 5, "embedding_dim": D, **opts}
     return build_model(resolve_model_options(cfg), fields or toy_fields())
-
-
-def batch(n=32, seed=0):
-    X, y = toy_data(n, seed=seed)
-    return torch.from_numpy(X), torch.from_numpy(y)
 
 
 def n_params(module: nn.Module | None) -> int:

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import field_offsets, toy_data, toy_fields, train_steps
+from conftest import field_offsets, toy_fields, train_steps
+from conftest import toy_batch as batch
 from gprec.config import parse_config
 from gprec.data.schema import EncodedField
 from gprec.errors import ConfigError
@@ -30,11 +31,6 @@ def make(seed=0, fields=None, **opts) -> PEPNet:
     torch.manual_seed(seed)
     cfg = resolve_model_options({"name": "pepnet", "embedding_dim": D, **opts})
     return build_model(cfg, fields or fields_with_gender())
-
-
-def batch(n=32, seed=0):
-    X, y = toy_data(n, seed=seed)
-    return torch.from_numpy(X), torch.from_numpy(y)
 
 
 def test_shapes_and_defaults():

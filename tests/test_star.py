@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import toy_data, toy_fields, train_steps
+from conftest import toy_batch, toy_fields, train_steps
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
 from gprec.layers.mlp import LayerMod
@@ -29,8 +29,7 @@ def make(fields=None, seed=0, **opts) -> STAR:
 
 
 def batch(n=64, seed=0):
-    X, y = toy_data(n, seed=seed)
-    return torch.from_numpy(X), torch.from_numpy(y)
+    return toy_batch(n, seed)
 
 
 def randomise(module: torch.nn.Module, seed: int = 1) -> None:

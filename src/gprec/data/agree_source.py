@@ -32,10 +32,9 @@ def load_agree_raw(path: Path) -> RawTable:
     train = data.group_interactions.select(GROUP, ITEM)
     test = data.group_test
     # A held-out pair that is also a training row would be scored on what it was trained on.
-    train_keys = set(zip(train[GROUP].to_list(), train[ITEM].to_list(), strict=True))
-    leaked = sum(
-        (int(g), int(i)) in train_keys for g, i in zip(test.entity, test.held_out, strict=True)
-    )
+    width = data.n_items
+    train_keys = train[GROUP].to_numpy() * width + train[ITEM].to_numpy()
+    leaked = int(np.isin(test.entity * width + test.held_out, train_keys).sum())
     if leaked:
         raise DataError(
             f"{leaked} held-out (group, item) pairs are also rows of groupRatingTrain.txt: the "

@@ -26,7 +26,7 @@ from pydantic import Field
 from torch import nn
 
 from gprec.config import StrictModel
-from gprec.data.schema import EncodedField, Role, fields_of_role
+from gprec.data.schema import EncodedField
 from gprec.layers.embedding import FieldEmbedding
 from gprec.layers.mlp import ACTIVATIONS, MLP, LayerMod
 
@@ -90,9 +90,6 @@ class CTRModel(nn.Module):
         self.embedding = FieldEmbedding(
             [f.cardinality for f in fields], options.embedding_dim, options.embedding_init_std
         )
-
-    def role_index(self, *roles: Role) -> torch.Tensor:
-        return torch.tensor(fields_of_role(self.fields, *roles), dtype=torch.long)
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None = None

@@ -138,13 +138,21 @@ KS = (5, 10)
 EVAL_CHUNK = 8192  # positives scored at once in the implicit task's evaluation
 
 
+MONITORED = ("ndcg@10", "hr@10", "ndcg@5", "hr@5")  # the implicit task's metrics, monitor first
+
+
+def ranking_summary(ranks: np.ndarray) -> dict[str, float]:
+    """Mean HR@k and NDCG@k of the held-out items' ranks (`evaluation.ranking`); NaN for none."""
+    if len(ranks) == 0:
+        return dict.fromkeys(MONITORED, float("nan"))
+    per_case = rank_metrics(ranks, KS)
+    return {m: float(per_case[m].mean()) for m in MONITORED}
+
+
 def sampled_ranking_metrics(pos, neg) -> dict[str, float]:
-    """Mean HR@k and NDCG@k of each positive's score `pos` (n,) against its negatives `neg`
-    (n, N), ties counted against the positive (`evaluation.ranking`)."""
-    if len(pos) == 0:
-        return {f"{m}@{k}": float("nan") for k in KS for m in ("hr", "ndcg")}
-    per_case = rank_metrics(sampled_ranks(pos, neg), KS)
-    return {name: float(values.mean()) for name, values in per_case.items()}
+    """Each positive's score `pos` (n,) against its negatives `neg` (n, N), ties counted
+    against the positive."""
+    return ranking_summary(sampled_ranks(pos, neg) if len(pos) else np.zeros(0, np.int64))
 
 
 @dataclass(frozen=True, eq=False)
@@ -275,41 +283,27 @@ class ImplicitTask(BinaryTask):
         return out
 
     def evaluate(self, score, X, y, negatives=None):
-        """Strict sampled ranking; with `negatives` (n_rows, L) item indices, -1 padded, aligned
-        with X's rows (a source's published lists), those instead of sampled ones."""
-        if negatives is not None:
-            return self._evaluate_listed(score, X, y, torch.as_tensor(negatives))
-        pos = X[y == 1]
-        if len(pos) == 0:
-            return {f"{m}@{k}": float("nan") for k in KS for m in ("hr", "ndcg")}
-        # In chunks of positives: ML-1M's 57k validation positives x 100 negatives would be
-        # 5.7M candidate rows at once. One generator across chunks keeps the lists fixed.
-        g = torch.Generator(device=pos.device).manual_seed(self.seed + 1)
-        ranks = []
-        for chunk in pos.split(EVAL_CHUNK):
-            negs = self.eval_negatives_for(chunk, g)
-            N = negs.shape[1]
-            rows = self._with_items(chunk.repeat_interleave(N, 0), negs.flatten())
-            neg_scores = np.asarray(score(rows)).reshape(len(chunk), N)
-            ranks.append(sampled_ranks(np.asarray(score(chunk)), neg_scores))
-        per_case = rank_metrics(np.concatenate(ranks), KS)
-        metrics = {name: float(values.mean()) for name, values in per_case.items()}
-        return {m: metrics[m] for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5")}
-
-    def _evaluate_listed(self, score, X, y, negatives):
-        """The rows' positives ranked against their listed negatives (-1: padding)."""
+        """Strict ranking of each positive row against `eval_negatives` sampled items or, given
+        `negatives` (n_rows, L) item indices, -1 padded, aligned with X's rows (a source's
+        published lists), against those."""
         keep = y == 1
-        pos, lists = X[keep], negatives.to(X.device)[keep]
+        pos = X[keep]
+        # In chunks of positives: ML-1M's 57k validation positives x 100 negatives would be
+        # 5.7M candidate rows at once. One generator across chunks keeps sampled lists fixed.
+        if negatives is not None:
+            lists = torch.as_tensor(negatives).to(X.device)[keep]
+            chunks = zip(pos.split(EVAL_CHUNK), lists.split(EVAL_CHUNK), strict=True)
+        else:
+            g = torch.Generator(device=pos.device).manual_seed(self.seed + 1)
+            chunks = ((c, self.eval_negatives_for(c, g)) for c in pos.split(EVAL_CHUNK))
         ranks = []
-        for chunk, items in zip(pos.split(EVAL_CHUNK), lists.split(EVAL_CHUNK), strict=True):
+        for chunk, items in chunks:
             L = items.shape[1]
             rows = self._with_items(chunk.repeat_interleave(L, 0), items.clamp(min=0).flatten())
             neg_scores = np.asarray(score(rows)).reshape(len(chunk), L)
             mask = (items >= 0).cpu().numpy()
             ranks.append(sampled_ranks(np.asarray(score(chunk)), neg_scores, mask))
-        per_case = rank_metrics(np.concatenate(ranks), KS)
-        metrics = {name: float(values.mean()) for name, values in per_case.items()}
-        return {m: metrics[m] for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5")}
+        return ranking_summary(np.concatenate(ranks) if ranks else np.zeros(0, np.int64))
 
 
 TASK_CLASSES: dict[str, type[Task]] = {
