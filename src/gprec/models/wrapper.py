@@ -241,24 +241,42 @@ def partition_field_index(
     """`(column, number of partitions)` of the partition field; a `ConfigError` naming the
     user fields when `name` is not one (or, when None, the data has no gender field), and
     one naming the field and its count when it has more than `max_partitions` values."""
-    users = [f.name for f in fields if f.role in (Role.USER, Role.PERSONAL)]
-    wanted = DEFAULT_PARTITION_FIELD if name is None else name
-    for i, f in enumerate(fields):
-        if f.name == wanted and f.role in (Role.USER, Role.PERSONAL):
-            if max_partitions is not None and f.cardinality > max_partitions:
-                raise ConfigError(
-                    f"model.partition_field: '{f.name}' has {f.cardinality} values (partitions, "
-                    f"unseen included), over model.max_partitions={max_partitions}: each "
-                    "partition has its own parameters and compute; pick a coarser field or "
-                    "raise max_partitions"
-                )
-            return i, f.cardinality
-    if name is None:
+    if name is None and not any(
+        f.name == DEFAULT_PARTITION_FIELD and f.role in USER_ROLES for f in fields
+    ):
         raise ConfigError(
             f"model.partition_field: this data has no '{DEFAULT_PARTITION_FIELD}' field to "
-            f"default to; name one of its user fields: {', '.join(users) or '(none)'}"
+            f"default to; name one of its user fields: {_user_names(fields)}"
         )
-    kind = "an item field" if any(f.name == name for f in fields) else "not a field of this data"
-    raise ConfigError(
-        f"model.partition_field: '{name}' is {kind}; user fields: {', '.join(users) or '(none)'}"
+    i = user_field_index(fields, name or DEFAULT_PARTITION_FIELD, "model.partition_field")
+    f = fields[i]
+    if max_partitions is not None and f.cardinality > max_partitions:
+        raise ConfigError(
+            f"model.partition_field: '{f.name}' has {f.cardinality} values (partitions, "
+            f"unseen included), over model.max_partitions={max_partitions}: each "
+            "partition has its own parameters and compute; pick a coarser field or "
+            "raise max_partitions"
+        )
+    return i, f.cardinality
+
+
+USER_ROLES = (Role.USER, Role.PERSONAL)
+
+
+def _user_names(fields: list[EncodedField]) -> str:
+    return ", ".join(f.name for f in fields if f.role in USER_ROLES) or "(none)"
+
+
+def user_field_index(fields: list[EncodedField], name: str, key: str, why: str = "") -> int:
+    """Column of the user (or personal) field `name`; otherwise one `ConfigError` line at `key`
+    saying what `name` is, `why` a user field is needed, and naming the user fields."""
+    for i, f in enumerate(fields):
+        if f.name == name and f.role in USER_ROLES:
+            return i
+    roles = [f.role for f in fields if f.name == name]
+    kind = (
+        ("an item field" if roles[0] == Role.ITEM else f"a {roles[0]} field")
+        if roles
+        else "not a field of this data"
     )
+    raise ConfigError(f"{key}: '{name}' is {kind}; {why}user fields: {_user_names(fields)}")

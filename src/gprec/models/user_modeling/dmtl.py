@@ -60,6 +60,7 @@ from gprec.errors import ConfigError
 from gprec.layers.mlp import MLP
 from gprec.models.base import Activation, BackboneOptions, CTRModel, ModelOutput, Width
 from gprec.models.registry import register
+from gprec.models.wrapper import user_field_index
 
 
 class DMTLOptions(BackboneOptions):
@@ -109,21 +110,6 @@ class DMTLOptions(BackboneOptions):
     )
 
 
-def group_field_index(fields: list[EncodedField], name: str) -> int:
-    """Column of the user field `name`; a one-line `ConfigError` naming the user fields."""
-    users = [f.name for f in fields if f.role in (Role.USER, Role.PERSONAL)]
-    for i, f in enumerate(fields):
-        if f.name == name and f.role in (Role.USER, Role.PERSONAL):
-            return i
-    roles = [f.role for f in fields if f.name == name]
-    kind = f"a {roles[0]} field" if roles else "not a field of this data"
-    raise ConfigError(
-        f"model.group_field: '{name}' is {kind}; DMTL needs a user field holding each "
-        f"user's group (KMeans clusters or real groups); user fields: "
-        f"{', '.join(users) or '(none)'}"
-    )
-
-
 @register("dmtl")
 class DMTL(CTRModel):
     """DMTL: user and item towers, attention over the item representation, a shared group
@@ -142,7 +128,12 @@ class DMTL(CTRModel):
     def __init__(self, fields: list[EncodedField], options: DMTLOptions):
         super().__init__(fields, options)
         o = options
-        self.group_column = group_field_index(fields, o.group_field)
+        self.group_column = user_field_index(
+            fields,
+            o.group_field,
+            "model.group_field",
+            "DMTL needs a user field holding each user's group (KMeans clusters or real groups); ",
+        )
         self.n_groups = fields[self.group_column].cardinality
         users = fields_of_role(fields, Role.PERSONAL, Role.USER)
         users.remove(self.group_column)
