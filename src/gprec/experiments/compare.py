@@ -5,6 +5,8 @@ A model is given as a registered name (`mlp`), a name with option overrides
 with `data.` or `train.`), or a YAML file holding config sections to lay over
 the base config. Run directories are `OUT/<label>/seed-<seed>`; a run whose
 `metrics.json` exists is not repeated, so an interrupted comparison resumes.
+The runs themselves are the shared grid runner's (`experiments/grid.py`); this
+module turns `--models` into grid points and writes the comparison table.
 """
 
 from __future__ import annotations
@@ -19,14 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gprec.config import (
-    SEED_MAX,
-    apply_overrides,
-    dump_config,
-    merge_sections,
-    parse_config,
-    read_config,
-)
+from gprec.config import apply_overrides, merge_sections, read_config
 from gprec.errors import ConfigError
 from gprec.evaluation.significance import (
     LABELS,
@@ -36,10 +31,31 @@ from gprec.evaluation.significance import (
     to_csv_rows,
     to_markdown,
 )
+from gprec.experiments.grid import (
+    MAX_SEEDS,
+    GridPoint,
+    parse_seeds,
+    prepare_grid,
+    run_grid,
+    run_records,
+    safe_dirname,
+    split_top_level,
+)
 from gprec.io import write_text_atomic
-from gprec.training.run import resolve_device, run_training
-from gprec.training.run_dir import claim_run_dir, run_state
 from gprec.training.trainer import Logger
+
+# Moved to grid.py, still importable from here (benchmarks/ and the CLI use these names).
+__all__ = [
+    "MAX_SEEDS",
+    "ModelSpec",
+    "parse_model_spec",
+    "parse_seeds",
+    "run_comparison",
+    "safe_dirname",
+    "split_top_level",
+    "summary_from_runs",
+    "write_report",
+]
 
 SECTIONS = ("data", "model", "train")
 
@@ -49,21 +65,6 @@ class ModelSpec:
     label: str
     overlay: dict[str, Any]  # config sections laid over the base config
     overrides: list[str]  # dotted key=value strings applied after the overlay
-
-
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on `sep` outside brackets, so `mlp[units=[64,32]],dcn` gives two parts."""
-    parts, depth, current = [], 0, []
-    for ch in text:
-        depth += ch in "[({"
-        depth -= ch in "])}"
-        if ch == sep and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current).strip())
-    return [p for p in parts if p]
 
 
 def parse_model_spec(text: str) -> ModelSpec:
@@ -90,39 +91,6 @@ def parse_model_spec(text: str) -> ModelSpec:
     if inner:
         label = f"{label}[{inner}]"
     return ModelSpec(label, overlay, overrides)
-
-
-def safe_dirname(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", label).strip("_") or "model"
-
-
-MAX_SEEDS = 1000
-
-
-def parse_seeds(text: str, base_seed: int) -> list[int]:
-    """`5` -> five seeds from the base seed; `1,2,7` -> exactly those."""
-    try:
-        if "," in text:
-            seeds = [int(s) for s in text.split(",") if s.strip()]
-        else:
-            count = int(text)
-            if count < 1:
-                raise ConfigError("--seeds must be at least 1")
-            if count > MAX_SEEDS:  # a typo for a seed list, not a plan: refuse before range()
-                raise ConfigError(f"--seeds {count}: at most {MAX_SEEDS} seeds (or give a list)")
-            seeds = [base_seed + i for i in range(count)]
-    except ValueError:
-        raise ConfigError(f"--seeds {text!r}: give a count (5) or a list (1,2,3)") from None
-    if not seeds:
-        raise ConfigError(f"--seeds {text!r}: give a count (5) or a list (1,2,3)")
-    bad = [s for s in seeds if not 0 <= s <= SEED_MAX]
-    if bad:
-        raise ConfigError(f"--seeds: {bad[0]} is not a seed between 0 and {SEED_MAX}")
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        # A repeated seed repeats a run and its split: the paired tests would count it twice.
-        raise ConfigError(f"--seeds lists {repeated[0]} more than once")
-    return seeds
 
 
 def run_comparison(
@@ -153,112 +121,27 @@ def run_comparison(
     if baselines and set(labels) <= set(baselines):
         raise ConfigError("--baseline names every model: nothing is left to test against it")
     started = time.perf_counter()
-    # Validate every config before the first run, so a typo fails in seconds, not hours.
-    configs = {}
-    for spec in specs:
-        raw = apply_overrides(
-            merge_sections(base_raw, spec.overlay), [*(overrides or []), *spec.overrides]
+    points = [
+        GridPoint(
+            spec.label,
+            apply_overrides(
+                merge_sections(base_raw, spec.overlay), [*(overrides or []), *spec.overrides]
+            ),
+            f"model {spec.label}",
+            overrides or [],
         )
-        for seed in seeds:
-            configs[spec.label, seed] = parse_config(
-                apply_overrides(raw, [f"train.seed={seed}"]), f"model {spec.label}", overrides or []
-            )
-    run_dirs = {key: out_dir / safe_dirname(key[0]) / f"seed-{key[1]}" for key in configs}
-    # Every run directory is checked before the first run, so a clash in the last one does
-    # not surface hours in; the device too, since every config names one.
-    tasks = {cfg.train.task for cfg in configs.values()}
-    if len(tasks) > 1:
-        # Their metrics differ (AUC vs RMSE): nothing to put in one table or test.
-        raise ConfigError(
-            f"--models mixes train.task {' and '.join(sorted(tasks))}: compare one task"
-        )
-    task = tasks.pop()
-    lists = {cfg.train.eval_negatives for cfg in configs.values()}
-    datas = {
-        json.dumps(cfg.data.model_dump(mode="json", exclude={"cache_dir"}), sort_keys=True)
-        for cfg in configs.values()
-    }
-    if task == "implicit" and len(datas) > 1:
-        # The negative lists come from the data (its split, catalogue and pairs).
-        raise ConfigError(
-            "--models differ in their data sections: implicit models are compared on the same lists"
-        )
-    if task == "implicit" and len(lists) > 1:
-        # HR/NDCG against 50 negatives and against 100 are different numbers.
-        raise ConfigError(
-            f"--models differ in train.eval_negatives ({', '.join(map(str, sorted(lists)))}): "
-            "implicit models are compared on the same lists"
-        )
-    for key, cfg in configs.items():
-        resolve_device(cfg.train.device)
-        claim_run_dir(run_dirs[key], dump_config(cfg), remedy="use another --out")
-    check_experiment_dir(out_dir)
+        for spec in specs
+    ]
+    grid = prepare_grid(points, seeds, out_dir, REPORT_FILES, "comparison")
     log(f"comparing {', '.join(labels)} over seeds {seeds} -> {out_dir}")
-    results: dict[str, dict[int, dict]] = {s.label: {} for s in specs}
-    to_train = [k for k in configs if run_state(run_dirs[k]) != "finished"]
-    trained_seconds: list[float] = []
-    for k, ((label, seed), cfg) in enumerate(configs.items(), start=1):
-        run_dir = run_dirs[label, seed]
-        done = run_dir / "metrics.json"
-        where = f"[run {k}/{len(configs)}: {label} seed {seed}]"
-        if done.is_file():
-            log(f"{where} finished before, reusing {done}")
-            metrics = json.loads(done.read_text())
-        else:
-            log(f"{where} training{_eta(trained_seconds, to_train)}")
-            t0 = time.perf_counter()
-            metrics = run_training(cfg, run_dir, log)
-            trained_seconds.append(time.perf_counter() - t0)
-            to_train.remove((label, seed))
-            shown = " ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items())
-            log(f"{where} test {shown}")
-        results[label][seed] = metrics
-    monitor = next(iter(TASK_METRICS[task]))  # the task's primary metric
-    runs = {
-        m: {
-            str(s): {
-                "test": r["test"],
-                f"valid_{monitor}": r["valid"][monitor],
-                "epochs_run": r["epochs_run"],
-                "seconds_per_epoch": r["train"]["seconds_per_epoch"],
-                "samples_per_second": r["train"]["samples_per_second"],
-                "wall_seconds": r.get("wall_seconds"),
-            }
-            for s, r in by_seed.items()
-        }
-        for m, by_seed in results.items()
-    }
-    summary = summary_from_runs(runs, seeds, baselines, task)
+    runs = run_records(run_grid(grid, log), grid.task)
+    summary = summary_from_runs(runs, seeds, baselines, grid.task)
     summary["wall_seconds"] = time.perf_counter() - started
     write_report(summary, out_dir, title)
     return summary
 
 
 REPORT_FILES = ("comparison.json", "comparison.md", "comparison.csv")
-
-
-def check_experiment_dir(out_dir: Path) -> None:
-    """An experiment directory holds run directories (one folder per model) and the report:
-    a directory with other files, or a single run's directory, is refused, never written into."""
-    if not out_dir.is_dir():
-        return
-    if (out_dir / "config.yaml").is_file():
-        raise ConfigError(f"{out_dir} is a run directory of gprec train; use another --out")
-    other = sorted(p.name for p in out_dir.iterdir() if p.is_file() and p.name not in REPORT_FILES)
-    if other:
-        shown = ", ".join(other[:3]) + (" ..." if len(other) > 3 else "")
-        raise ConfigError(
-            f"{out_dir} holds files that are not a gprec comparison's ({shown}); "
-            "use another --out (gprec never deletes files it did not write)"
-        )
-
-
-def _eta(trained_seconds: list[float], to_train: list) -> str:
-    """`, about 12 min left` once a run has been timed: the mean run times the runs to go."""
-    if not trained_seconds:
-        return ""
-    left = statistics.fmean(trained_seconds) * len(to_train)
-    return f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
 
 
 def summary_from_runs(
