@@ -16,6 +16,7 @@ of a sweep) that both of those reports show.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -31,7 +32,7 @@ import numpy as np
 
 from gprec.config import SEED_MAX, RunConfig, apply_overrides, dump_config, parse_config
 from gprec.errors import ConfigError
-from gprec.evaluation.significance import TASK_METRICS, holm, one_sided_tests
+from gprec.evaluation.significance import LABELS, TASK_METRICS, holm, one_sided_tests
 from gprec.io import write_bytes_atomic, write_text_atomic
 from gprec.training.run import resolve_device, run_training
 from gprec.training.run_dir import claim_run_dir, run_state
@@ -232,17 +233,38 @@ def run_records(results: dict[str, dict[int, dict]], task: str) -> dict[str, dic
     }
 
 
+def with_settings(raw: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with each dotted key of `settings` set to its (already typed) value."""
+    out = copy.deepcopy(raw)
+    for key, value in settings.items():
+        node, parts = out, key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:  # absent, or an empty `section:` in the file
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{key}: '{part}' is not a section")
+            node = child
+        node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
 def against_reference(
-    runs: dict[str, dict[str, dict]], reference: str, metrics: dict[str, bool]
+    runs: dict[str, dict[str, dict]],
+    reference: str | None,
+    metrics: dict[str, bool],
+    reference_better: bool = True,
 ) -> list[dict]:
     """One row per label of `runs` (the reference's first): mean and std over seeds of each
     test metric, and for every other label the paired difference to the reference.
 
     `{m}_diff_mean` and `{m}_diff_std` are the mean and std over the shared seeds of
     (label - reference); `{m}_paired_p` and `{m}_welch_p` are one-sided p-values that the
-    *reference* is better (a seed fixes the split, so runs with one seed are paired; Welch's
-    test ignores the pairing and is what the GPRec paper reports); `{m}_holm_paired_p` adjusts
-    the paired p-values over the labels, per metric.
+    reference is better (`reference_better`, an ablation's question) or that the label is (a
+    sweep's: does this setting beat the backbone?). A seed fixes the split, so runs with one
+    seed are paired; Welch's test ignores the pairing and is what the GPRec paper reports.
+    `{m}_holm_paired_p` adjusts the paired p-values over the labels, per metric. Without a
+    reference, only the means and stds.
     """
     values = {
         m: {
@@ -251,7 +273,7 @@ def against_reference(
         }
         for m in metrics
     }
-    order = [reference, *(label for label in runs if label != reference)]
+    order = [*([reference] if reference else []), *(k for k in runs if k != reference)]
     rows = []
     for label in order:
         row: dict[str, Any] = {"label": label, "n": len(runs[label])}
@@ -259,24 +281,50 @@ def against_reference(
             v = np.array(list(values[m][label].values()))
             row[f"{m}_mean"] = float(v.mean())
             row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-            if label == reference:
+            if reference is None or label == reference:
                 continue
-            t = one_sided_tests(
-                m, reference, label, values[m][reference], values[m][label], larger_better
-            )
-            seeds = sorted(set(values[m][reference]) & set(values[m][label]))
-            diffs = np.array([values[m][label][s] - values[m][reference][s] for s in seeds])
-            row[f"{m}_diff_mean"] = -t.mean_difference  # label - reference
+            ref, this = values[m][reference], values[m][label]
+            if reference_better:
+                t = one_sided_tests(m, reference, label, ref, this, larger_better)
+            else:
+                t = one_sided_tests(m, label, reference, this, ref, larger_better)
+            seeds = sorted(set(ref) & set(this))
+            diffs = np.array([this[s] - ref[s] for s in seeds])
+            row[f"{m}_diff_mean"] = float(diffs.mean()) if len(diffs) else math.nan
             row[f"{m}_diff_std"] = float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0
             row[f"{m}_paired_p"] = t.paired_p
             row[f"{m}_welch_p"] = t.welch_p
             row["n_paired"] = t.n_paired
         rows.append(row)
-    for m in metrics:
+    if reference is not None:
         others = rows[1:]
-        for row, p in zip(others, holm([r[f"{m}_paired_p"] for r in others]), strict=True):
-            row[f"{m}_holm_paired_p"] = p
+        for m in metrics:
+            for row, p in zip(others, holm([r[f"{m}_paired_p"] for r in others]), strict=True):
+                row[f"{m}_holm_paired_p"] = p
     return rows
+
+
+def cost_markdown(runs: dict[str, dict[str, dict]], task: str, header: str, wall: float) -> str:
+    """Per point: the primary metric on validation (what is chosen by, never the test split),
+    epochs and seconds per epoch averaged over seeds; then the experiment's wall time."""
+    primary = next(iter(TASK_METRICS[task]))
+    lines = [
+        "",
+        f"| {header} | valid {LABELS.get(primary, primary)} | epochs run (mean) "
+        "| seconds / epoch |",
+        "|---|---|---|---|",
+    ]
+    for label, by_seed in runs.items():
+        valid, epochs, seconds = (
+            statistics.fmean(r[key] for r in by_seed.values())
+            for key in (f"valid_{primary}", "epochs_run", "seconds_per_epoch")
+        )
+        lines.append(f"| {label} | {valid:.4f} | {epochs:.1f} | {seconds:.2f} |")
+    walls = [r.get("wall_seconds") for by_seed in runs.values() for r in by_seed.values()]
+    lines += ["", f"Wall time of this call: {wall:.0f} s (runs reused from before not counted)."]
+    if walls and None not in walls:
+        lines[-1] += f" All {len(walls)} runs took {sum(walls):.0f} s together."
+    return "\n".join(lines) + "\n"
 
 
 def fmt_p(p: float | None) -> str:
