@@ -108,6 +108,11 @@ class DMTLOptions(BackboneOptions):
         "relu",
         description="activation of every hidden layer (towers, z_g, heads; the paper's ReLU)",
     )
+    dot_head: bool = Field(
+        False,
+        description="ours, not the paper's: add <W h_u, h_i> to the recommendation output (a "
+        "learned dot product of the two towers beside the MLP head)",
+    )
 
 
 @register("dmtl")
@@ -158,21 +163,44 @@ class DMTL(CTRModel):
         self.profile_head = MLP(o.shared_dim, o.profile_units, self.n_groups, **common)
         if o.lambda_profile == 0:
             self.profile_head.requires_grad_(False)
+        self.dot = nn.Linear(u_dim, i_dim, bias=False) if o.dot_head else None
 
     def _towers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`h_u` `(B, user width)` and `h_i` `(B, item width)`."""
+        """`h_u` `(B, user width)` and `h_i` `(B, item width)`, from one embedding lookup."""
         emb = self.embedding(x)
-        h_u = self.user_tower(emb.index_select(1, self.user_index).flatten(1))
-        h_i = self.item_tower(emb.index_select(1, self.item_index).flatten(1))
-        return h_u, h_i
+        return self._user(emb), self._item(emb)
+
+    def _user(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.user_tower(emb.index_select(1, self.user_index).flatten(1))
+
+    def _item(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.item_tower(emb.index_select(1, self.item_index).flatten(1))
 
     def _attention(self, h_u: torch.Tensor, h_i: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.attention_layer(torch.cat([h_u, h_i], 1)), dim=-1)
 
-    def _profile(self, x: torch.Tensor) -> torch.Tensor:
-        h_u, h_i = self._towers(x)
+    def _shared(self, h_u: torch.Tensor, h_i: torch.Tensor) -> torch.Tensor:
         h_attn = self._attention(h_u, h_i) * h_i
         return self.shared(torch.cat([h_u, h_attn], 1))
+
+    def _profile(self, x: torch.Tensor) -> torch.Tensor:
+        return self._shared(*self._towers(x))
+
+    def _dot(self, h_u: torch.Tensor, h_i: torch.Tensor) -> torch.Tensor | None:
+        return None if self.dot is None else (self.dot(h_u) * h_i).sum(-1)
+
+    def user_representation(self, x: torch.Tensor) -> torch.Tensor:
+        """`h_u` `(B, user width)` from the rows' user fields only (the group field and the
+        item and context fields of `x` are not read)."""
+        return self._user(self.embedding(x))
+
+    def forward_from_user(self, h_u: torch.Tensor, x: torch.Tensor) -> ModelOutput:
+        """The model's output for a given user-side representation `h_u` `(B, user width)`
+        paired with the item (and context) fields of `x`: how a group is scored from its
+        members' mean `h_u` (its profile built from its members, `gprec.groups`). The
+        profiling loss, in training, classifies into the group field of `x`."""
+        h_i = self._item(self.embedding(x))
+        return self._output(self._shared(h_u, h_i), x, self._dot(h_u, h_i))
 
     def profile(self, x: torch.Tensor) -> torch.Tensor:
         """`z_g` `(B, shared_dim)`, the group profile of each (user, item) sample."""
@@ -193,8 +221,12 @@ class DMTL(CTRModel):
         return F.cross_entropy(logits, group, ignore_index=0, reduction="sum") / known
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> ModelOutput:
-        z = self._profile(x)
-        out = ModelOutput(self.rec_head(z).squeeze(-1))
+        h_u, h_i = self._towers(x)
+        return self._output(self._shared(h_u, h_i), x, self._dot(h_u, h_i))
+
+    def _output(self, z: torch.Tensor, x: torch.Tensor, dot: torch.Tensor | None) -> ModelOutput:
+        y = self.rec_head(z).squeeze(-1)
+        out = ModelOutput(y if dot is None else y + dot)
         lam = self.options.lambda_profile
         if self.training and lam > 0:
             logits = self.profile_head(z).float()
