@@ -38,7 +38,16 @@ STATUS = "status.json"
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
 # Everything a run writes; --overwrite removes exactly these and nothing else.
-RUN_FILES = (CONFIG, METRICS, "model.pt", "vocab.json", "user_groups.json", "log.jsonl", STATUS)
+RUN_FILES = (
+    CONFIG,
+    METRICS,
+    "model.pt",
+    "vocab.json",
+    "user_groups.json",
+    "log.jsonl",
+    STATUS,
+    "group_index.npz",  # gprec groups train: rows, memberships and seen items, for recommend
+)
 # Keys that do not change what a run computes: a rerun that differs only here is the same run.
 IGNORED_KEYS = ("data.cache_dir", "train.progress")
 
