@@ -26,3 +26,10 @@ class FieldEmbedding(nn.Module):
         # (one index_add_) is about twice as fast on CPU as embedding_dense_backward.
         rows = self.table.weight.index_select(0, (x + self.offsets).reshape(-1))
         return rows.view(*x.shape, self.dim)
+
+    def select(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """`(batch, k)` indices of the fields at `positions` (k of them, in that order) ->
+        `(batch, k, dim)`: those fields' embeddings, equal to `forward(row)[:, positions]` of
+        full rows holding them, without the other fields' columns."""
+        rows = self.table.weight.index_select(0, (x + self.offsets[positions]).reshape(-1))
+        return rows.view(*x.shape, self.dim)

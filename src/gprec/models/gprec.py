@@ -132,8 +132,8 @@ class GPRec(BackboneWrapper):
 
     The backbone (`self.backbone`) keeps its embedding table, `represent` and
     head; `self.embedding` *is* the backbone's table (GPRec owns no other).
-    Inspection: `group_masks(x)`, `group_embeddings()`,
-    `individual_representation(x)`, `group_representation(x)`.
+    Inspection: `group_masks(x)` (full rows), `user_group_masks(u)` (user columns alone),
+    `group_embeddings()`, `individual_representation(x)`, `group_representation(x)`.
     """
 
     Options = GPRecOptions
@@ -194,11 +194,18 @@ class GPRec(BackboneWrapper):
 
     # -- group level -----------------------------------------------------------
     def _scores(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """Classifier scores S, `(B, G, 2)` (dual) or `(B, G, 1)` (single)."""
+        """Classifier scores S, `(B, G, 2)` (dual) or `(B, G, 1)` (single), of full rows."""
         e_u = emb.index_select(1, self.user_idx)
         if not self.options.dedup_users:
             return self.classifier(e_u.flatten(1))
-        distinct = self.distinct_users(x.index_select(1, self.user_idx))
+        return self._user_scores(x.index_select(1, self.user_idx), e_u)
+
+    def _user_scores(self, u: torch.Tensor, e_u: torch.Tensor) -> torch.Tensor:
+        """Classifier scores of the user columns `u` `(B, n_user)` and their embeddings `E_u`:
+        the classifier reads nothing else (docs/gprec.md §3.1)."""
+        if not self.options.dedup_users:
+            return self.classifier(e_u.flatten(1))
+        distinct = self.distinct_users(u)
         if distinct is None:
             return self.classifier(e_u.flatten(1))
         first, inverse = distinct
@@ -262,11 +269,33 @@ class GPRec(BackboneWrapper):
         return ModelOutput(logit, aux)
 
     # -- inspection ------------------------------------------------------------
+    @property
+    def user_columns(self) -> list[int]:
+        """Positions in a full row of the fields the group classifier reads (`E_u`): the
+        personal fields, then the other user fields; `user_group_masks` takes these columns."""
+        return self.user_idx.tolist()
+
     @torch.no_grad()
     def group_masks(self, x: torch.Tensor) -> torch.Tensor:
-        """Membership probabilities `(B, G)` without noise: `m1` (dual) or softmax weights (single)."""
-        emb = self.embedding(x)
-        return self._memberships(self._scores(x, emb), noisy=False)
+        """Membership probabilities `(B, G)` of full encoded rows `(B, n_fields)`, without noise:
+        `m1` (dual) or softmax weights (single). Only the user columns are read, so this equals
+        `user_group_masks(x[:, user_columns])`."""
+        return self.user_group_masks(x.index_select(1, self.user_idx))
+
+    @torch.no_grad()
+    def user_group_masks(self, u: torch.Tensor) -> torch.Tensor:
+        """Membership probabilities `(B, G)` from user fields alone: `u` is `(B, n_user)`, the
+        encoded values of the fields at `user_columns` in that order (personal fields first, then
+        the other user fields), e.g. one row per distinct user; no item fields are needed."""
+        if u.dim() != 2 or u.shape[1] != len(self.user_idx):
+            names = ", ".join(self.fields[i].name for i in self.user_columns)
+            raise ValueError(
+                f"user_group_masks takes (batch, {len(self.user_idx)}) user columns ({names}); "
+                f"got shape {tuple(u.shape)}"
+            )
+        u = u.to(self.user_idx.device, torch.long)
+        e_u = self.embedding.select(u, self.user_idx)
+        return self._memberships(self._user_scores(u, e_u), noisy=False)
 
     @torch.no_grad()
     def group_embeddings(self) -> tuple[torch.Tensor, torch.Tensor | None]:
