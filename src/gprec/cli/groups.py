@@ -7,9 +7,9 @@ so adding an action never touches another's module.
 
 from __future__ import annotations
 
-from gprec.cli import groups_recommend, groups_train
+from gprec.cli import groups_recommend, groups_report, groups_similarity, groups_train
 
-ACTIONS = (groups_train, groups_recommend)
+ACTIONS = (groups_train, groups_recommend, groups_similarity, groups_report)
 
 
 def add_parser(sub) -> None:
