@@ -327,3 +327,9 @@ def test_errors_are_one_line(runs, tmp_path, capsys, argv, message):
     code, stdout, err = cli(argv, capsys)
     assert code == 2 and message in err and err.count("\n") == 1 and err.startswith("gprec: error:")
     assert not (tmp_path / "out").exists()
+
+
+def test_both_actions_are_registered_on_gprec_groups(tmp_path, capsys):
+    for action in ("similarity", "report"):
+        assert main(["groups", action, str(tmp_path / "nope")]) == 2
+        assert "no such run directory" in capsys.readouterr().err
