@@ -13,7 +13,7 @@ from test_group_data import write_itm_rec
 from gprec.cli.main import main
 from gprec.data.groups import load_group_data
 from gprec.data.schema import EncodedField, Role
-from gprec.errors import ConfigError
+from gprec.errors import ConfigError, DataError
 from gprec.groups.data import encode_tables, split_groups
 from gprec.groups.load import load_group_run
 from gprec.groups.scoring import GroupScorer
@@ -250,7 +250,14 @@ def test_recommend_errors_are_one_line(tmp_path, capsys):
         assert message in err and len(err.splitlines()) == 1
     assert main(["groups", "recommend", str(tmp_path / "nope"), "--group", "1"]) == 2
     assert "no such run directory" in capsys.readouterr().err
-    (run / "group_index.npz").unlink()
+    index = run / "group_index.npz"
+    whole = index.read_bytes()
+    for damaged in (whole[: len(whole) // 2], b"garbage"):  # a truncated zip, not a zip
+        index.write_bytes(damaged)
+        assert main(["groups", "recommend", str(run), "--group", "1"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "cannot be loaded" in err and len(err.splitlines()) == 1
+    index.unlink()
     assert main(["groups", "recommend", str(run), "--group", "1"]) == 2
     assert "not a gprec groups train run" in capsys.readouterr().err
 
@@ -265,3 +272,240 @@ def test_explicit_group_ratings_train_end_to_end(tmp_path):
     assert m["test"]["cases"] == 1 and np.isfinite(m["test"]["rmse"])
     assert set(m["test"]["other_methods"]) == {"average", "least_misery", "most_pleasure"}
     assert m["rows"]["user"] == 5  # the members' own ratings train too
+
+
+# --- review of issue 19's group trainer: leakage, strictness, hand-computed checks ---------
+
+
+def write_agree_rows(directory: Path, members, train, test, negatives) -> Path:
+    """An AGREE folder from explicit rows: members {g: users}, train [(g, i)], test {g: i},
+    negatives {g: [items]}."""
+    directory.mkdir(parents=True, exist_ok=True)
+    texts = {
+        "groupMember.txt": [f"{g} {','.join(map(str, u))}" for g, u in members.items()],
+        "groupRatingTrain.txt": [f"{g} {i}" for g, i in train],
+        "groupRatingTest.txt": [f"{g} {i}" for g, i in test.items()],
+        "groupRatingNegative.txt": [
+            f"({g},{i}) " + " ".join(map(str, negatives[g])) for g, i in test.items()
+        ],
+    }
+    for name, lines in texts.items():
+        (directory / name).write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def test_valid_carve_by_hand(tmp_path):
+    # group 0 chose 0, 1, 2; group 1 only 3 (never carved: it would lose its only row);
+    # group 2 chose 4, 5. 6 rows; items 0..11 all named, so codes equal raw ids.
+    train = [(0, 0), (0, 1), (0, 2), (1, 3), (2, 4), (2, 5)]
+    negatives = {0: [9, 10, 11], 1: [9, 10, 11], 2: [9, 10, 11]}
+    path = write_agree_rows(
+        tmp_path / "d", {0: [1, 2], 1: [2, 3], 2: [4]}, train, {0: 6, 1: 7, 2: 8}, negatives
+    )
+    data = load_group_data(path)
+    assert data.n_items == 12 and data.n_groups == 3
+    file_pairs = sorted(train)
+    for ratio, n_valid in ((0.5, 2), (0.9, 2), (0.2, 1)):  # round(6r), capped at 2 eligible
+        for seed in range(5):
+            s = split_groups(data, seed, ratio, 0.2, 4)
+            assert len(s.valid) == n_valid
+            assert 1 not in s.valid.group.tolist()
+            assert len(set(s.valid.group.tolist())) == n_valid  # at most one per group
+            valid = list(zip(s.valid.group.tolist(), s.valid.item.tolist(), strict=True))
+            kept = list(zip(s.train_group.tolist(), s.train_item.tolist(), strict=True))
+            assert sorted(valid + kept) == file_pairs  # a partition of the file
+            # seen: exactly the training file (valid rows included), never a test item
+            want = np.zeros((3, 12), bool)
+            want[tuple(np.array(file_pairs).T)] = True
+            assert (s.seen == want).all()
+            # each valid case: 4 distinct negatives the group never chose in the file
+            for g, negs in zip(s.valid.group, s.valid.negatives, strict=True):
+                assert len(set(negs.tolist())) == 4 and not want[g, negs].any()
+    with pytest.raises(DataError, match="no validation case"):
+        split_groups(data, 0, 0.05, 0.2, 4)  # round(0.3) = 0: refused, never a NaN epoch pick
+    with pytest.raises(DataError, match="never chose"):
+        split_groups(data, 0, 0.5, 0.2, 10)  # group 0 has only 9 items it never chose
+    leaky = write_agree_rows(
+        tmp_path / "leaky", {0: [1, 2], 1: [2, 3], 2: [4]}, train, {0: 6, 1: 3, 2: 8}, negatives
+    )
+    with pytest.raises(DataError, match="1 held-out .* also rows of the group training file"):
+        split_groups(load_group_data(leaky), 0, 0.5, 0.2, 4)  # group 1 holds out its item 3
+
+
+def test_nothing_of_the_test_file_reaches_validation_or_training(tmp_path):
+    """Two folders differing only in which item each group holds out for test: the
+    validation carve, its negatives, every epoch's loss and validation score and the
+    chosen epoch are identical."""
+    a = write_random_agree(tmp_path / "a")
+    b = write_random_agree(tmp_path / "b")
+    rows = [line.split() for line in (a / "groupRatingTest.txt").read_text().splitlines()]
+    train = {}
+    for line in (a / "groupRatingTrain.txt").read_text().splitlines():
+        g, i = line.split()
+        train.setdefault(g, set()).add(i)
+    negs = [
+        line.split(" ", 1)[1] for line in (a / "groupRatingNegative.txt").read_text().splitlines()
+    ]
+    new_test = []
+    for g, held in rows:  # another item the group never chose (one the catalogue holds)
+        other = next(str(i) for i in range(25) if str(i) not in train[g] | {held})
+        new_test.append((g, other))
+    (b / "groupRatingTest.txt").write_text("".join(f"{g} {i}\n" for g, i in new_test))
+    (b / "groupRatingNegative.txt").write_text(
+        "".join(f"({g},{i}) {n}\n" for (g, i), n in zip(new_test, negs, strict=True))
+    )
+    logs = []
+    for path in (a, b):
+        cfg = config(path, "train.max_epochs=3", "train.patience=3",
+                     configs=("configs/groups/mafengwo-dmtl.yaml", "configs/groups/mf.yaml"))  # fmt: skip
+        data = load_group_data(path)
+        tables = encode_tables(data, False)
+        split = split_groups(data, cfg.train.seed, 0.1, 0.2, 5)
+        torch.manual_seed(cfg.train.seed)
+        trainer = GroupTrainer(cfg, data, tables, build_model(cfg.model, tables.fields), split)
+        fit = trainer.fit()
+        logs.append((data, split, fit))
+    (da, sa, fa), (db, sb, fb) = logs
+    assert (da.item_ids == db.item_ids).all()  # same catalogue: codes comparable
+    assert not (sa.test.item == sb.test.item).all()  # the test files do differ
+    for key in ("group", "item", "negatives"):
+        assert (getattr(sa.valid, key) == getattr(sb.valid, key)).all()
+    assert (sa.seen == sb.seen).all()
+    assert fa.log == fb.log and fa.best_epoch == fb.best_epoch
+
+
+def constant_mf(tables):
+    model = tiny_mf(tables)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    return model.eval()
+
+
+def test_a_constant_scorer_scores_the_random_bound_or_lower_everywhere(tmp_path):
+    """Every score ties: ties go against the held-out item in validation, the sampled test
+    (each scoring method) and full ranking, so nothing beats a random ranker."""
+    path = write_random_agree(tmp_path / "d")
+    cfg = config(path, configs=("configs/groups/mafengwo-dmtl.yaml", "configs/groups/mf.yaml"))
+    data = load_group_data(path)
+    tables = encode_tables(data, False)
+    split = split_groups(data, 0, 0.2, 0.2, 5)
+    trainer = GroupTrainer(cfg, data, tables, constant_mf(tables), split)
+    valid = trainer.validate()  # 5 negatives: the held-out item is 6th, a miss at 5
+    assert valid["hr@5"] == valid["ndcg@5"] == 0.0
+    assert valid["ndcg@10"] == pytest.approx(1 / np.log2(7))
+    t = trainer.test()
+    sampled = t["sampled"]  # 8 negatives each: rank 9
+    for name in ("hr@5", "ndcg@5", "hr@10", "ndcg@10"):
+        assert sampled[name] <= sampled[f"{name}_random"]
+        assert sampled[f"{name}_optimistic_ties_as_hits"] == 1.0  # what ties-as-hits reports
+    assert sampled["hr@5"] == 0.0 and sampled["ndcg@10"] == pytest.approx(1 / np.log2(10))
+    assert set(t["other_methods"]) == {"average", "least_misery", "most_pleasure", "borda"}
+    for metrics in t["other_methods"].values():
+        assert metrics["hr@5"] == 0.0 and metrics["ndcg@10"] == pytest.approx(1 / np.log2(10))
+    full = t["full"]  # 22 unseen items per group, the held-out one last
+    for name in ("precision@5", "recall@10", "ndcg@10"):
+        assert full[name] == 0.0 < full[f"{name}_random"]
+
+
+class TableModel(torch.nn.Module):
+    """Scores a (user, item) row by a fixed table: `S[user code, item code]`."""
+
+    def __init__(self, scores):
+        super().__init__()
+        self.scores = torch.as_tensor(scores, dtype=torch.float64)
+
+    def forward(self, x):
+        from gprec.models.base import ModelOutput
+
+        return ModelOutput(self.scores[x[:, 0] - 1, x[:, 1] - 1])
+
+
+def hand_tables():
+    """3 users, 4 items; group 0 = {u0, u1}, group 1 = {u1, u2} (u1 in both)."""
+    from gprec.groups.data import GroupTables
+
+    return GroupTables(
+        fields=[EncodedField("user", Role.USER, 4), EncodedField("item", Role.ITEM, 5)],
+        user_x=torch.tensor([[1, 0], [2, 0], [3, 0]]),
+        item_col=1,
+        group_col=None,
+        member_offsets=np.array([0, 2, 4]),
+        member_users=np.array([0, 1, 1, 2]),
+        user_group_offsets=np.array([0, 1, 3, 4]),
+        user_group_list=np.array([0, 0, 1, 1]),
+        n_items=4,
+    )
+
+
+S = np.array([[4.0, 1.0, 3.0, 0.0], [0.0, 2.0, 5.0, 1.0], [3.0, 3.0, 1.0, 2.0]])
+
+
+def test_aggregations_by_hand_with_a_member_in_two_groups():
+    tables = hand_tables()
+    model = TableModel(S)
+    # by hand, g0 = {u0, u1}, g1 = {u1, u2}; Borda points: rank - 1, ties averaged
+    points = np.array([[3, 1, 2, 0], [0, 2, 3, 1], [2.5, 2.5, 0, 1]])
+    want = {
+        "average": [[2, 1.5, 4, 0.5], [1.5, 2.5, 3, 1.5]],
+        "least_misery": [[0, 1, 3, 0], [0, 2, 1, 1]],
+        "most_pleasure": [[4, 2, 5, 1], [3, 3, 5, 2]],
+        "borda": [points[0] + points[1], points[1] + points[2]],
+    }
+    groups = np.array([1, 0, 1])  # cases may repeat a group
+    items = np.broadcast_to(np.arange(4), (3, 4))
+    for method, w in want.items():
+        s = GroupScorer(model, tables, method)
+        np.testing.assert_allclose(s.cases(groups, items), np.asarray(w)[groups])
+        np.testing.assert_allclose(s.group_matrix(), w)
+
+
+def test_borda_ignores_padded_candidates():
+    """A padded candidate list (padding repeats item 0) ranks like the unpadded one: padding
+    enters no member's Borda points."""
+    model = TableModel(S)
+    s = GroupScorer(model, hand_tables(), "borda")
+    g = np.array([1])  # u2 scores item 0 like item 1, above items 2 and 3
+    short = s.cases(g, np.array([[1, 2, 3]]))
+    padded = np.array([[1, 2, 3, 0, 0]])
+    mask = np.array([[True, True, True, False, False]])
+    got = s.cases(g, padded, mask)[:, :3]
+    np.testing.assert_allclose(got - got[0, 0], short - short[0, 0])
+    # without the mask the padding's points move the real candidates (what was fixed)
+    unmasked = s.cases(g, padded)[:, :3]
+    assert not np.allclose(unmasked - unmasked[0, 0], short - short[0, 0])
+
+
+def test_mf_output_by_hand():
+    """MF's score is <user vector, item vector> + user bias + item bias + global bias."""
+    fields = [EncodedField("user", Role.USER, 5), EncodedField("item", Role.ITEM, 6)]
+    torch.manual_seed(0)
+    model = build_model({"name": "mf", "embedding_dim": 3}, fields)
+    with torch.no_grad():
+        model.bias.table.weight.normal_()
+        model.global_bias.fill_(0.5)
+    x = torch.tensor([[1, 2], [4, 5]])
+    e, b = model.embedding.table.weight, model.bias.table.weight[:, 0]
+    want = (e[x[:, 0]] * e[5 + x[:, 1]]).sum(1) + b[x[:, 0]] + b[5 + x[:, 1]] + 0.5
+    torch.testing.assert_close(model(x).logit, want)
+
+
+def test_borda_is_refused_for_ratings(tmp_path):
+    path = write_itm_rec(tmp_path / "itm")
+    cfg = config(path, "data.valid_ratio=0.25", "data.test_ratio=0.25", "train.score=borda",
+                 "train.group_rows=members", configs=("configs/groups/itm-rec-dmtl.yaml",))  # fmt: skip
+    with pytest.raises(ConfigError, match="borda ranks candidates"):
+        run_group_training(cfg, None)
+
+
+def test_a_validation_score_never_finite_fails_instead_of_keeping_the_last_epoch(tmp_path):
+    path = write_itm_rec(tmp_path / "itm")
+    cfg = config(path, "data.valid_ratio=0.25", "data.test_ratio=0.25",
+                 configs=("configs/groups/itm-rec-dmtl.yaml",))  # fmt: skip
+    data = load_group_data(path)
+    tables = encode_tables(data, True)
+    split = split_groups(data, 0, 0.25, 0.25, 5)
+    trainer = GroupTrainer(cfg, data, tables, build_model(cfg.model, tables.fields), split)
+    trainer.validate = lambda: {"rmse": float("nan"), "mae": float("nan")}
+    with pytest.raises(ConfigError, match="validation rmse was never a number"):
+        trainer.fit()

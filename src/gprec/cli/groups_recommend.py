@@ -41,6 +41,8 @@ def handle(args) -> int:
     scores = scorer.group_matrix(np.array([g]))[0]
     exclude = run.seen[g]
     k = min(args.k, int((~exclude).sum()))
+    if k == 0:
+        raise ConfigError(f"group {args.group} chose every item in training: none to recommend")
     items = top_k(scores, k, exclude=exclude)
     users, _ = run.tables.members(np.array([g]))
     member = run.scorer("average").user_matrix(users)
@@ -62,10 +64,14 @@ def handle(args) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"group {args.group}: top {k} by {scorer.method} ({out['excluded_training_items']} "
-          "training items left out)")
+    print(
+        f"group {args.group}: top {k} by {scorer.method} ({out['excluded_training_items']} "
+        "training items left out)"
+    )
     for row in out["items"]:
         print(f"{row['rank']:>4}  {row['item']:<12} {row['score']:.4f}")
-    print(f"member satisfaction: mean {sat.group_mean[0]:.3f}, min {sat.group_min[0]:.3f} "
-          f"over {len(users)} members")
+    print(
+        f"member satisfaction: mean {sat.group_mean[0]:.3f}, min {sat.group_min[0]:.3f} "
+        f"over {len(users)} members"
+    )
     return 0

@@ -151,6 +151,12 @@ class Cases:
             return self.item[:, None]
         return np.concatenate([self.item[:, None], self.negatives], axis=1)
 
+    def candidate_mask(self) -> np.ndarray | None:
+        """(n, 1 + m) bool, `candidates()`' real entries (the target, then `mask`); None: all."""
+        if self.mask is None:
+            return None
+        return np.concatenate([np.ones((len(self), 1), bool), self.mask], axis=1)
+
 
 @dataclass
 class GroupSplit:
@@ -198,17 +204,33 @@ def split_groups(
         first[order[where]] = True
         eligible = np.flatnonzero(first & (counts[group] >= 2))
         n_valid = min(len(eligible), round(valid_ratio * n))
+        if n_valid == 0:
+            raise DataError(
+                f"{data.name}: data.valid_ratio {valid_ratio} of {n} group training rows "
+                f"({len(eligible)} groups with two or more) leaves no validation case to choose "
+                "the epoch on: raise data.valid_ratio"
+            )
         valid_rows = rng.choice(eligible, n_valid, replace=False)
         test = None
     else:
         if not 0 < test_ratio < 1:
-            raise DataError(f"{data.name}: no test split in the data: set data.test_ratio in (0, 1)")
+            raise DataError(
+                f"{data.name}: no test split in the data: set data.test_ratio in (0, 1)"
+            )
         order = rng.permutation(n)
         n_test = round(test_ratio * n)
         n_valid = round(valid_ratio * n)
+        if n_test == 0 or n_valid == 0:
+            raise DataError(
+                f"{data.name}: data.test_ratio {test_ratio} and data.valid_ratio {valid_ratio} "
+                f"of {n} group rows leave {n_test} test and {n_valid} validation rows: each "
+                "needs at least one"
+            )
         test_rows = order[:n_test]
         valid_rows = order[n_test : n_test + n_valid]
-        test = Cases(group[test_rows], item[test_rows], None if rating is None else rating[test_rows])
+        test = Cases(
+            group[test_rows], item[test_rows], None if rating is None else rating[test_rows]
+        )
     seen = np.zeros((data.n_groups, data.n_items), bool)
     if test is None:
         seen[group, item] = True
@@ -227,6 +249,12 @@ def split_groups(
         valid.mask = np.ones(valid.negatives.shape, bool)
         entity, held_out, negatives, mask = sampled_candidates(data.group_test)
         test = Cases(entity, held_out, negatives=negatives, mask=mask)
+        leaked = int(seen[test.group, test.item].sum())
+        if leaked:  # scored on what it was trained on (the agree source refuses it too)
+            raise DataError(
+                f"{data.name}: {leaked} held-out (group, item) pairs of the test file are also "
+                "rows of the group training file: the split leaks"
+            )
     return GroupSplit(
         train_group=group[train],
         train_item=item[train],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,32 +67,34 @@ def load_group_run(run_dir: str | Path) -> GroupRun:
         model.load_state_dict(ckpt["state_dict"])
         with np.load(run_dir / INDEX, allow_pickle=False) as z:
             index = {k: z[k] for k in z.files}
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError,
-            pickle.UnpicklingError, yaml.YAMLError) as e:  # fmt: skip
+        tables = GroupTables(
+            fields=fields,
+            user_x=torch.from_numpy(index["user_x"]),
+            item_col=int(ckpt["item_col"]),
+            group_col=None if ckpt["group_col"] is None else int(ckpt["group_col"]),
+            member_offsets=index["member_offsets"],
+            member_users=index["member_users"],
+            user_group_offsets=index["user_group_offsets"],
+            user_group_list=index["user_group_list"],
+            n_items=len(index["item_ids"]),
+        )
+        seen = np.zeros((tables.n_groups, tables.n_items), bool)
+        seen[index["seen_group"], index["seen_item"]] = True
+        offset = float(ckpt["offset"])
+        ids = {kind: index[f"{kind}_ids"] for kind in ("group", "user", "item")}
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError, IndexError,
+            pickle.UnpicklingError, zipfile.BadZipFile, yaml.YAMLError) as e:  # fmt: skip
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"{run_dir}: cannot be loaded ({first})") from None
     model.eval()
-    tables = GroupTables(
-        fields=fields,
-        user_x=torch.from_numpy(index["user_x"]),
-        item_col=int(ckpt["item_col"]),
-        group_col=None if ckpt["group_col"] is None else int(ckpt["group_col"]),
-        member_offsets=index["member_offsets"],
-        member_users=index["member_users"],
-        user_group_offsets=index["user_group_offsets"],
-        user_group_list=index["user_group_list"],
-        n_items=len(index["item_ids"]),
-    )
-    seen = np.zeros((tables.n_groups, tables.n_items), bool)
-    seen[index["seen_group"], index["seen_item"]] = True
     return GroupRun(
         path=run_dir,
         config=config,
         model=model,
         tables=tables,
-        offset=float(ckpt["offset"]),
+        offset=offset,
         seen=seen,
-        group_ids=index["group_ids"],
-        user_ids=index["user_ids"],
-        item_ids=index["item_ids"],
+        group_ids=ids["group"],
+        user_ids=ids["user"],
+        item_ids=ids["item"],
     )

@@ -39,9 +39,7 @@ def check_method(model: torch.nn.Module, method: str, key: str = "train.score") 
         )
 
 
-def group_profile(
-    model: torch.nn.Module, tables: GroupTables, groups: np.ndarray
-) -> torch.Tensor:
+def group_profile(model: torch.nn.Module, tables: GroupTables, groups: np.ndarray) -> torch.Tensor:
     """`h_g` `(len(groups), width)`: the mean of the members' `h_u` (0 for a memberless group)."""
     users, case = tables.members(groups)
     h_u = model.user_representation(tables.user_x[torch.from_numpy(users)])
@@ -82,11 +80,19 @@ class GroupScorer:
         return out + self.offset
 
     @torch.no_grad()
-    def cases(self, groups: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """`(n, C)` scores of each group `groups[k]` for its candidates `candidates[k]`."""
+    def cases(self, groups: np.ndarray, candidates: np.ndarray, mask=None) -> np.ndarray:
+        """`(n, C)` scores of each group `groups[k]` for its candidates `candidates[k]`.
+
+        `mask` `(n, C)` (True: a real candidate) marks padding, which must not change the
+        real candidates' scores: Borda ranks a member's scores over the row's columns, so
+        padded columns get the member score -inf (they tie below every real candidate and
+        add the same points to each). Their own output is meaningless: mask it out."""
         groups = np.asarray(groups, np.int64)
         candidates = np.array(candidates, np.int64)  # a writable copy: torch reads it
         n, c = candidates.shape
+        pad = None if mask is None else ~np.asarray(mask, bool)
+        if pad is not None and pad.shape != (n, c):
+            raise ValueError(f"mask shape {pad.shape} differs from candidates {(n, c)}")
         out = np.empty((n, c))
         step = max(1, CHUNK // max(c, 1))
         for a in range(0, n, step):
@@ -98,6 +104,8 @@ class GroupScorer:
             else:
                 users, case = self.tables.members(g)
                 member = self._users(users, cand[case])
+                if pad is not None:
+                    member[pad[a : a + step][case]] = -np.inf
                 out[a : a + step] = aggregate(member, self.method, case, len(g))
         return out
 

@@ -239,6 +239,11 @@ class GroupTrainer:
         targets = np.concatenate([self.samples.user_y, self.samples.group_y])
         self.offset = float(targets.mean()) if self.explicit else 0.0
         check_method(model, cfg.train.score)
+        if self.explicit and cfg.train.score == "borda":
+            raise ConfigError(
+                "train.score: borda ranks candidates, and a rating is predicted for one item: "
+                "use profile, average, least_misery or most_pleasure for explicit ratings"
+            )
         if cfg.train.group_rows == "profile":
             check_method(model, "profile", "train.group_rows")
 
@@ -278,7 +283,7 @@ class GroupTrainer:
     def validate(self) -> dict[str, float]:
         scorer = GroupScorer(self.model, self.tables, self.cfg.train.score, self.offset)
         v = self.split.valid
-        s = scorer.cases(v.group, v.candidates())
+        s = scorer.cases(v.group, v.candidates(), v.candidate_mask())
         if self.explicit:
             return regression_metrics(v.rating, s[:, 0])
         ranks = sampled_ranks(s[:, 0], s[:, 1:], v.mask)
@@ -338,8 +343,12 @@ class GroupTrainer:
                 best_state = copy.deepcopy(self.model.state_dict())
             elif epoch - best_epoch >= t.patience:
                 break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+        if best_state is None:
+            raise ConfigError(
+                f"validation {self.monitor} was never a number in {epoch} epochs (the model's "
+                "outputs diverged?): no epoch to choose; lower train.lr"
+            )
+        self.model.load_state_dict(best_state)
         self.model.eval()
         return FitResult(
             best_valid=history[best_epoch - 1]["valid"],
@@ -366,7 +375,7 @@ class GroupTrainer:
                 if m != scorer.method and (m != "profile" or supports_profile(self.model))
             }
             return regression_metrics(te.rating, s) | {"cases": len(te), "other_methods": others}
-        s = scorer.cases(te.group, te.candidates())
+        s = scorer.cases(te.group, te.candidates(), te.candidate_mask())
         sampled = sampled_ranking_report(s[:, 0], s[:, 1:], te.mask).to_dict()
         # The same model scored every other way (the epoch is the one chosen for the run's
         # own method): how much the way of scoring a group matters, at no extra training.
@@ -377,7 +386,7 @@ class GroupTrainer:
             ):
                 continue
             o = GroupScorer(self.model, self.tables, method, self.offset).cases(
-                te.group, te.candidates()
+                te.group, te.candidates(), te.candidate_mask()
             )
             others[method] = sampled_ranking_report(o[:, 0], o[:, 1:], te.mask).metrics
         groups = np.unique(te.group)
