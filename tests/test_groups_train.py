@@ -474,6 +474,9 @@ def test_borda_ignores_padded_candidates():
     # without the mask the padding's points move the real candidates (what was fixed)
     unmasked = s.cases(g, padded)[:, :3]
     assert not np.allclose(unmasked - unmasked[0, 0], short - short[0, 0])
+    # full ranking: the group's training items (item 0) are no Borda candidates either
+    full = s.group_matrix(g, exclude=np.array([[True, False, False, False]]))
+    np.testing.assert_allclose(full[:, 1:] - full[0, 1], short - short[0, 0])
 
 
 def test_mf_output_by_hand():

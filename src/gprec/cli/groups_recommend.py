@@ -38,8 +38,8 @@ def handle(args) -> int:
     run = load_group_run(args.run_dir)
     g = run.group_code(args.group)
     scorer = run.scorer(args.method)
-    scores = scorer.group_matrix(np.array([g]))[0]
     exclude = run.seen[g]
+    scores = scorer.group_matrix(np.array([g]), exclude=exclude[None])[0]
     k = min(args.k, int((~exclude).sum()))
     if k == 0:
         raise ConfigError(f"group {args.group} chose every item in training: none to recommend")

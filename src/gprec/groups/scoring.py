@@ -116,8 +116,10 @@ class GroupScorer:
         items = np.broadcast_to(np.arange(self.tables.n_items), (len(users), self.tables.n_items))
         return self._users(users, items)
 
-    def group_matrix(self, groups: np.ndarray | None = None) -> np.ndarray:
-        """`(n_groups, n_items)` every listed group's score of every item."""
+    def group_matrix(self, groups: np.ndarray | None = None, exclude=None) -> np.ndarray:
+        """`(n_groups, n_items)` every listed group's score of every item. `exclude`
+        `(n_groups, n_items)` (the group's training items) are no candidates: as padding in
+        `cases`, they enter no member's Borda points (their own scores are meaningless)."""
         groups = np.arange(self.tables.n_groups) if groups is None else np.asarray(groups)
         items = np.broadcast_to(np.arange(self.tables.n_items), (len(groups), self.tables.n_items))
         if self.method == "profile":
@@ -125,4 +127,6 @@ class GroupScorer:
         users, case = self.tables.members(groups)
         distinct, back = np.unique(users, return_inverse=True)
         member = self.user_matrix(distinct)[back]
+        if exclude is not None:
+            member[np.asarray(exclude, bool)[case]] = -np.inf
         return aggregate(member, self.method, case, len(groups))

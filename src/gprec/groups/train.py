@@ -390,8 +390,8 @@ class GroupTrainer:
             )
             others[method] = sampled_ranking_report(o[:, 0], o[:, 1:], te.mask).metrics
         groups = np.unique(te.group)
-        matrix = scorer.group_matrix(groups)
         seen = self.split.seen[groups]
+        matrix = scorer.group_matrix(groups, exclude=seen)
         truth = np.zeros_like(seen)
         where = np.searchsorted(groups, te.group)
         truth[where, te.item] = True
