@@ -172,7 +172,6 @@ class Samples:
     user: np.ndarray
     user_item: np.ndarray
     user_y: np.ndarray
-    user_label_groups: bool  # draw each row's profiling label from the user's groups
     fixed_label: np.ndarray  # -1 where the label is drawn, else the group
     group: np.ndarray
     group_item: np.ndarray
@@ -199,7 +198,6 @@ def _samples(cfg: GroupTrainConfig, data: GroupData, tables: GroupTables, split:
         user=cat(parts_u).astype(np.int64),
         user_item=cat(parts_i).astype(np.int64),
         user_y=cat(parts_y).astype(np.float64),
-        user_label_groups=True,
         fixed_label=cat(parts_l).astype(np.int64),
         group=split.train_group if profile else empty,
         group_item=split.train_item if profile else empty,
