@@ -286,6 +286,11 @@ class ImplicitTask(BinaryTask):
         """Strict ranking of each positive row against `eval_negatives` sampled items or, given
         `negatives` (n_rows, L) item indices, -1 padded, aligned with X's rows (a source's
         published lists), against those."""
+        return ranking_summary(self.ranks(score, X, y, negatives))
+
+    def ranks(self, score, X, y, negatives=None) -> np.ndarray:
+        """The rank of each positive row of X (`y == 1`, in row order) among its negatives, as
+        `evaluate` ranks it: what its metrics average (sliced evaluation averages subsets)."""
         keep = y == 1
         pos = X[keep]
         # In chunks of positives: ML-1M's 57k validation positives x 100 negatives would be
@@ -303,7 +308,7 @@ class ImplicitTask(BinaryTask):
             neg_scores = np.asarray(score(rows)).reshape(len(chunk), L)
             mask = (items >= 0).cpu().numpy()
             ranks.append(sampled_ranks(np.asarray(score(chunk)), neg_scores, mask))
-        return ranking_summary(np.concatenate(ranks) if ranks else np.zeros(0, np.int64))
+        return np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
 
 
 TASK_CLASSES: dict[str, type[Task]] = {
