@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from gprec.cli.common import add_config_args, echo, output_dir
+from gprec.cli.evaluate import SLICE_NAMES, add_slice_args
 
 
 def add_parser(sub) -> None:
@@ -32,12 +33,19 @@ def add_parser(sub) -> None:
         "the one with the best validation AUC); adds the pre-specified test of the best other "
         "model on validation AUC against it",
     )
+    add_slice_args(
+        p,
+        f"also slice every run's test metrics ({SLICE_NAMES}) and write slices.md|csv|json: "
+        "per bucket each model against the baseline (--baseline's chosen one, else the first "
+        "model), paired by seed",
+    )
     p.set_defaults(handler=handle)
 
 
 def handle(args) -> int:
     # Imported here: torch, scipy and the data stack take seconds, and `--help` needs none.
     from gprec.config import apply_overrides, config_source, parse_config, read_configs
+    from gprec.evaluation.slices import slice_settings
     from gprec.experiments.compare import (
         parse_model_spec,
         parse_seeds,
@@ -49,11 +57,16 @@ def handle(args) -> int:
     base_seed = parse_config(base_raw, config_source(args.config), args.overrides).train.seed
     specs = [parse_model_spec(s) for s in split_top_level(args.models)]
     seeds = parse_seeds(args.seeds, base_seed)
+    slices = slice_settings(args.slices, args.user_buckets, args.item_buckets)
     if args.out is not None:
         out = output_dir(args.out)
     else:
         default = Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
         out = output_dir(default, "experiment directory")
-    run_comparison(base_raw, specs, seeds, out, echo, args.title, args.overrides, args.baseline)
+    run_comparison(
+        base_raw, specs, seeds, out, echo, args.title, args.overrides, args.baseline, slices
+    )
     print((out / "comparison.md").read_text())
+    if slices:
+        print((out / "slices.md").read_text())
     return 0

@@ -31,6 +31,8 @@ from gprec.evaluation.significance import (
     to_csv_rows,
     to_markdown,
 )
+from gprec.evaluation.slices import REPORT_FILES as SLICE_FILES
+from gprec.evaluation.slices import check_sliceable, compare_slices, write_compare_slices
 from gprec.experiments.grid import (
     MAX_SEEDS,
     GridPoint,
@@ -102,11 +104,17 @@ def run_comparison(
     title: str = "Comparison",
     overrides: list[str] | None = None,
     baselines: list[str] | None = None,
+    slices: dict[str, tuple[int, ...]] | None = None,
 ) -> dict:
     """Run every spec with every seed in `out_dir`; return the summary.
 
     `baselines` (labels among `specs`) adds the pre-specified test: the best
     baseline on validation AUC against the best other model on validation AUC.
+
+    `slices` (`{slice: bucket edges}`, `evaluation.slices`) also slices every run's test
+    metrics and writes slices.md|csv|json: per bucket each model against the reference (the
+    baseline chosen on validation when `baselines` are given, else the first model), paired by
+    seed. The data is checked for the fields the slices count on before the first run.
 
     `overrides` (the command line's `--set`) apply after each model's overlay,
     so `--set data.path=...` reaches a model whose YAML has its own data section;
@@ -133,15 +141,36 @@ def run_comparison(
         for spec in specs
     ]
     grid = prepare_grid(points, seeds, out_dir, REPORT_FILES, "comparison")
+    if slices:
+        check_grid_sliceable(grid, slices)
     log(f"comparing {', '.join(labels)} over seeds {seeds} -> {out_dir}")
     runs = run_records(run_grid(grid, log), grid.task)
     summary = summary_from_runs(runs, seeds, baselines, grid.task)
     summary["wall_seconds"] = time.perf_counter() - started
     write_report(summary, out_dir, title)
+    if slices:
+        reference = summary["prespecified"]["baseline"] if baselines else labels[0]
+        run_dirs = {label: {s: grid.run_dirs[label, s] for s in seeds} for label in labels}
+        sliced = compare_slices(run_dirs, reference, slices, log)
+        write_compare_slices(sliced, out_dir, f"{title}: sliced")
     return summary
 
 
-REPORT_FILES = ("comparison.json", "comparison.md", "comparison.csv")
+REPORT_FILES = ("comparison.json", "comparison.md", "comparison.csv", *SLICE_FILES)
+
+
+def check_grid_sliceable(grid, slices: dict[str, tuple[int, ...]]) -> None:
+    """Refuse, before any run, data without the user or item field a slice counts on: each
+    distinct data section is encoded once (the cache then serves the runs)."""
+    from gprec.data.dataset import load_dataset
+
+    seen = set()
+    for cfg in grid.configs.values():
+        key = json.dumps(cfg.data.model_dump(mode="json", exclude={"cache_dir"}), sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        check_sliceable(load_dataset(cfg.data, cfg.split_seed()).fields, slices)
 
 
 def summary_from_runs(
