@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -72,3 +74,21 @@ def refuse_non_directory(path: Path, label: str) -> Path | None:
         where = "exists" if existing == path else f"its parent {existing} exists"
         raise ConfigError(f"{label} {path}: {where} and is not a directory")
     return existing
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temp path beside `path` to write in full; renamed onto `path` when the block ends
+    without an exception, removed otherwise. For writers that stream (batch by batch) what
+    `write_bytes_atomic` would need in memory: a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,8 +1,9 @@
 """One training run, start to finish, and the run directory it leaves behind.
 
 A run directory holds `config.yaml` (fully resolved), `metrics.json`,
-`model.pt` (best checkpoint), `vocab.json` and `log.jsonl` (one line per
-epoch): enough to reload the model later.
+`model.pt` (best checkpoint), `vocab.json`, `catalogue.npz` (the items, each
+user's row and training items: `gprec.serving.catalogue`) and `log.jsonl` (one
+line per epoch): enough to reload the model later and use it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gprec.data.dataset import load_dataset
 from gprec.errors import ConfigError
 from gprec.io import write_text_atomic
 from gprec.models.registry import build_model
+from gprec.serving.catalogue import write_catalogue
 from gprec.training.run_dir import claim_run_dir, prepare_run_dir, read_metrics, write_status
 from gprec.training.trainer import Logger, Trainer, as_tensors, seed_everything
 
@@ -87,6 +89,7 @@ def run_training(
         write_text_atomic(out_dir / "vocab.json", json.dumps(data.vocab.to_json()))
         if data.user_groups is not None:  # the `group` field is not in the vocabularies
             write_text_atomic(out_dir / "user_groups.json", json.dumps(data.user_groups))
+        write_catalogue(out_dir, data)  # items, users' rows and training items: recommend
         metrics = _train(cfg, model, data, tensors, out_dir, log, started, data_seconds, device)
         write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     except KeyboardInterrupt:

@@ -47,6 +47,7 @@ RUN_FILES = (
     "log.jsonl",
     STATUS,
     "group_index.npz",  # gprec groups train: rows, memberships and seen items, for recommend
+    "catalogue.npz",  # gprec train: items, users' rows and training items (serving.catalogue)
 )
 # Keys that do not change what a run computes: a rerun that differs only here is the same run.
 IGNORED_KEYS = ("data.cache_dir", "train.progress")
