@@ -13,10 +13,22 @@ import os
 import sys
 
 from gprec import __version__
-from gprec.cli import cache, compare, config_cmd, data, evaluate, experiment, groups, models, train
+from gprec.cli import (
+    cache,
+    compare,
+    config_cmd,
+    data,
+    evaluate,
+    experiment,
+    groups,
+    models,
+    predict,
+    train,
+)
 from gprec.errors import GprecError
 
 COMMANDS = (train, evaluate, compare, experiment, data, models, config_cmd, cache, groups)
+COMMANDS += (predict,)  # a finished run in use: gprec.serving
 
 # OS errors a user's environment causes (where they point --out, a full disk): one line, no
 # traceback. Anything else is a bug in gprec and keeps its traceback.

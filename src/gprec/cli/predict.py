@@ -1,0 +1,77 @@
+"""`gprec predict RUN_DIR --input FILE`: a finished run's scores of new raw rows
+(`gprec.serving.predict`)."""
+
+from __future__ import annotations
+
+# The library's default (gprec.serving.predict.DEFAULT_BATCH_ROWS), spelled out so that --help
+# imports nothing heavy.
+DEFAULT_BATCH_ROWS = 100_000
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="score raw rows (CSV or Parquet) with a finished run",
+        description="Encode the rows of a CSV or Parquet file with a finished run's "
+        "vocabularies and write them back with a `score` column: the run's prediction (a "
+        "probability for binary, a rating for regression, a ranking score for implicit). The "
+        "columns are the run's fields: the user and item ids (e.g. user_id, item_id) and any "
+        "context fields are required; user and item feature fields may be left out, and are "
+        "then looked up by the ids in the run's catalogue. Values unseen in training get the "
+        "unseen index and are counted, one warning per field. The file is read, scored and "
+        "written in batches, so it may be larger than memory.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory")
+    p.add_argument("--input", "-i", required=True, help="rows to score: .csv, .tsv or .parquet")
+    p.add_argument(
+        "--output",
+        "-o",
+        help="where to write the rows with their score (.csv or .parquet; written whole or not "
+        "at all); default: CSV on standard output",
+    )
+    p.add_argument(
+        "--batch-rows",
+        type=int,
+        default=DEFAULT_BATCH_ROWS,
+        metavar="N",
+        help=f"rows read, encoded and written at a time (default {DEFAULT_BATCH_ROWS:,d})",
+    )
+    p.add_argument(
+        "--rebuild-catalogue",
+        action="store_true",
+        help="build the run's catalogue.npz from its data through its config first (a run "
+        "trained before gprec kept one)",
+    )
+    p.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from gprec.cli.common import echo
+    from gprec.errors import ConfigError
+    from gprec.serving.predict import Predictor, predict_file
+    from gprec.serving.tables import file_format
+
+    if args.batch_rows < 1:
+        raise ConfigError(f"--batch-rows must be at least 1, not {args.batch_rows}")
+    file_format(args.input, "input")
+    if args.output is not None:
+        if not args.output.strip():
+            raise ConfigError("--output is empty: give a .csv or .parquet file")
+        if Path(args.output).is_dir():
+            raise ConfigError(f"--output {args.output}: is a directory; give a file")
+        file_format(args.output, "output")
+    predictor = Predictor.open(args.run_dir, rebuild_catalogue=args.rebuild_catalogue)
+    if args.output is None:
+        sys.stdout.flush()
+        summary = predict_file(predictor, args.input, sys.stdout.buffer, args.batch_rows)
+        sys.stdout.buffer.flush()
+    else:
+        summary = predict_file(predictor, args.input, args.output, args.batch_rows)
+    for line in summary.warnings():
+        echo(f"gprec: warning: {args.input}: {line}")
+    if summary.output is not None:
+        echo(f"wrote {summary.rows:,d} scored rows to {summary.output}")
+    return 0
