@@ -11,14 +11,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def save_atomic(obj: object, path: Path) -> None:
-    """torch.save into a temp file beside `path`, then rename: no half-written checkpoint."""
+def save_atomic(obj: object, path: Path) -> int:
+    """torch.save into a temp file beside `path`, then rename: no half-written checkpoint.
+    Returns the bytes written."""
     import torch  # here, not at the top: the CLI imports this module and must start fast
 
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(obj, buf)
-    write_bytes_atomic(path, buf.getvalue())
+    data = buf.getbuffer()
+    write_bytes_atomic(path, data)
+    return len(data)
 
 
 _UMASK = os.umask(0)

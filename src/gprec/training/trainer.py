@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from gprec.config import TrainConfig
 from gprec.errors import ConfigError, GprecError
-from gprec.io import save_atomic
+from gprec.io import save_atomic, write_text_atomic
+from gprec.training.resume import FORMAT, RESUME, capture_rng, restore_rng
 from gprec.training.tasks import make_task
 
 Logger = Callable[[str], None]
@@ -105,6 +106,9 @@ class FitResult:
     samples_per_second: float
     history: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    resumed_from: int = 0  # the epoch of the checkpoint training went on from (0: none)
+    checkpoint_seconds_per_epoch: float = 0.0  # writing resume.pt (this process's epochs)
+    checkpoint_bytes: int = 0  # the last resume.pt's size
 
 
 class Trainer:
@@ -189,9 +193,16 @@ class Trainer:
         y_valid,
         checkpoint_extra: dict | None = None,
         known: tuple = (),
+        resume: dict | None = None,
+        resume_meta: dict | None = None,
     ) -> FitResult:
         """Train until the task's validation metric stops improving; leave the model at its best
-        epoch. `known`: rows of other splits the task may need (implicit: never negatives)."""
+        epoch. `known`: rows of other splits the task may need (implicit: never negatives).
+
+        With a run directory, every epoch ends by writing `resume.pt` (`training.resume`), which
+        holds `resume_meta` for whoever checks it is still the same run; `resume`, such a
+        checkpoint read back, continues training after its epoch exactly as it would have
+        gone on (the same bits on CPU)."""
         cfg = self.cfg
         if self._has_batch_norm and cfg.batch_size < 2:
             raise ConfigError(
@@ -209,15 +220,50 @@ class Trainer:
             X_train, y_train, self.model.fields, (X_valid, *known)
         )
         X_train, y_train = task.training_rows(X_train, y_train)
+        generators = {"shuffle": generator, "task": getattr(task, "generator", None)}
         monitor = task.monitor
         best, best_epoch, best_state, best_valid = task.worst(), 0, None, {}
         history, train_seconds, eval_seconds, stale = [], 0.0, 0.0, 0
+        ckpt_seconds, ckpt_bytes, ckpt_count = 0.0, 0, 0
         log_file = self.run_dir / "log.jsonl" if self.run_dir else None
-        if log_file:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            log_file.write_text("")
         epoch = 0
-        for epoch in range(1, cfg.max_epochs + 1):
+        if resume is not None:
+            try:
+                epoch = resume["epoch"]
+                self.model.load_state_dict(resume["model"])
+                optimizer.load_state_dict(resume["optimizer"])
+                scheduler.load_state_dict(resume["scheduler"])
+                stopping = resume["early_stopping"]
+                best, best_epoch = stopping["best"], stopping["best_epoch"]
+                best_valid, stale = stopping["best_valid"], stopping["stale"]
+                best_state = (
+                    _cpu_copy(self.model.state_dict())
+                    if stopping["best_is_current"]
+                    else stopping["best_state"]
+                )
+                history = list(resume["history"])
+                train_seconds, eval_seconds = (resume["seconds"][k] for k in ("train", "eval"))
+                restore_rng(resume["rng"], generators)
+            except (KeyError, ValueError, TypeError, RuntimeError) as e:
+                # Written by another gprec whose model or trainer held other state.
+                first = (str(e).splitlines() or [type(e).__name__])[0][:120]
+                raise ConfigError(
+                    f"{RESUME} does not fit this model and trainer ({type(e).__name__}: {first}); "
+                    "--restart trains the run from scratch"
+                ) from None
+            if self.run_dir and best_state is not None:
+                # model.pt may hold a later epoch's best (killed between its write and
+                # resume.pt's): that epoch is trained again, so the file goes back with it.
+                save_atomic(
+                    {"state_dict": best_state, "task": task.state(), **(checkpoint_extra or {})},
+                    self.run_dir / "model.pt",
+                )
+        if log_file:
+            # The log holds exactly the epochs the checkpoint holds: none is logged twice.
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(log_file, "".join(json.dumps(r) + "\n" for r in history))
+        while epoch < cfg.max_epochs and stale < cfg.patience:
+            epoch += 1
             losses, seconds = self._train_epoch(X_train, y_train, optimizer, generator, epoch)
             scheduler.step()
             t0 = time.perf_counter()
@@ -227,9 +273,7 @@ class Trainer:
             improved = task.improves(valid[monitor], best)
             if improved:
                 best, best_epoch, best_valid, stale = valid[monitor], epoch, valid, 0
-                best_state = {
-                    k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
-                }
+                best_state = _cpu_copy(self.model.state_dict())
                 if self.run_dir:
                     save_atomic(
                         {
@@ -260,8 +304,35 @@ class Trainer:
                 f" | valid {shown}{' *' if improved else ''}"
                 f" | {seconds:.1f}s {record['samples_per_second'] / 1000:.0f}k samples/s"
             )
-            if stale >= cfg.patience:
-                break
+            if self.run_dir:
+                # Outside the timed step loop: seconds_per_epoch never includes it.
+                t0 = time.perf_counter()
+                ckpt_bytes = save_atomic(
+                    {
+                        "format": FORMAT,
+                        "epoch": epoch,
+                        "meta": resume_meta or {},
+                        "model": self.model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": capture_rng(generators),
+                        "early_stopping": {
+                            "best": best,
+                            "best_epoch": best_epoch,
+                            "best_valid": best_valid,
+                            "stale": stale,
+                            # The model itself when this epoch is the best: not saved twice.
+                            "best_is_current": best_epoch == epoch,
+                            "best_state": None if best_epoch == epoch else best_state,
+                        },
+                        "history": history,
+                        "seconds": {"train": train_seconds, "eval": eval_seconds},
+                        "task": task.state(),
+                    },
+                    self.run_dir / RESUME,
+                )
+                ckpt_seconds += time.perf_counter() - t0
+                ckpt_count += 1
         if best_state is not None:
             self.model.load_state_dict(best_state)
         warnings = []
@@ -283,4 +354,11 @@ class Trainer:
             samples_per_second=len(y_train) * epoch / train_seconds if train_seconds > 0 else 0.0,
             history=history,
             warnings=warnings,
+            resumed_from=resume["epoch"] if resume is not None else 0,
+            checkpoint_seconds_per_epoch=ckpt_seconds / max(ckpt_count, 1),
+            checkpoint_bytes=ckpt_bytes,
         )
+
+
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
