@@ -18,21 +18,41 @@ def add_parser(sub) -> None:
         help="replace an earlier gprec run in --out (its files only; other files are never "
         "deleted), or retrain a finished one",
     )
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted or failed run in --out from its last epoch's checkpoint, "
+        "and fail if it has none (without this flag such a run is resumed when it can be, "
+        "else trained from scratch)",
+    )
+    how.add_argument(
+        "--restart",
+        action="store_true",
+        help="train an interrupted or failed run in --out again from scratch instead of "
+        "resuming it",
+    )
     p.set_defaults(handler=handle)
 
 
 def handle(args) -> int:
     # Imported here: torch and the data stack take seconds, and `--help` needs neither.
     from gprec.config import load_config
+    from gprec.errors import ConfigError
     from gprec.training.run import run_training
 
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite contradict: --overwrite trains from scratch")
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out: the run directory to resume")
     cfg = load_config(args.config, args.overrides)
     if args.out is not None:
         out = output_dir(args.out)
     else:
         default = Path("runs") / f"{cfg.model['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = output_dir(default, "run directory")
-    metrics = run_training(cfg, out, echo, overwrite=args.overwrite)
+    resume = "require" if args.resume else "never" if args.restart else "auto"
+    metrics = run_training(cfg, out, echo, overwrite=args.overwrite, resume=resume)
     test = " ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items())
     monitor = metrics["monitor"]
     print(

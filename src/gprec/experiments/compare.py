@@ -4,7 +4,8 @@ A model is given as a registered name (`mlp`), a name with option overrides
 (`mlp[dropout=0.2]`, keys relative to the `model` section unless they start
 with `data.` or `train.`), or a YAML file holding config sections to lay over
 the base config. Run directories are `OUT/<label>/seed-<seed>`; a run whose
-`metrics.json` exists is not repeated, so an interrupted comparison resumes.
+`metrics.json` exists is not repeated, and a half-finished one goes on from its last
+epoch, so an interrupted comparison resumes.
 The runs themselves are the shared grid runner's (`experiments/grid.py`); this
 module turns `--models` into grid points and writes the comparison table.
 """

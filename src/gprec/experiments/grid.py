@@ -4,8 +4,9 @@ An experiment is a list of labelled points, each a complete raw config, times a 
 seeds. Every (point, seed) is one run directory, `OUT/<label>/seed-<seed>`. Every config,
 the device and every run directory are checked before the first run, so a typo or a
 clash fails in seconds, not hours in; a run whose `metrics.json` exists is reused, not
-repeated, so an interrupted experiment resumes; an unfinished run of the same config is
-trained again, and a run directory holding another config is refused
+repeated, so an interrupted experiment resumes; an unfinished run of the same config goes on
+from its last epoch's `resume.pt` (`training.run.run_training`: the metrics of an
+uninterrupted run), and a run directory holding another config is refused
 (`training.run_dir.claim_run_dir`). The commands differ only in the points they build
 and the report they write.
 

@@ -3,7 +3,8 @@
 A run directory holds `config.yaml` (fully resolved), `metrics.json`,
 `model.pt` (best checkpoint), `vocab.json`, `catalogue.npz` (the items, each
 user's row and training items: `gprec.serving.catalogue`) and `log.jsonl` (one
-line per epoch): enough to reload the model later and use it.
+line per epoch): enough to reload the model later and use it. While it trains it also holds
+`resume.pt` (`training.resume`), from which an interrupted run goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gprec.errors import ConfigError
 from gprec.io import write_text_atomic
 from gprec.models.registry import build_model
 from gprec.serving.catalogue import write_catalogue
+from gprec.training.resume import RESUME, read_checkpoint
 from gprec.training.run_dir import claim_run_dir, prepare_run_dir, read_metrics, write_status
 from gprec.training.trainer import Logger, Trainer, as_tensors, seed_everything
 
@@ -44,8 +46,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+RESUME_MODES = ("auto", "require", "never")
+
+
 def run_training(
-    cfg: RunConfig, out_dir: Path | None, log: Logger | None = None, overwrite: bool = False
+    cfg: RunConfig,
+    out_dir: Path | None,
+    log: Logger | None = None,
+    overwrite: bool = False,
+    resume: str = "auto",
 ) -> dict:
     """Load data, train `cfg.model` and write the run directory; return the metrics.
 
@@ -53,9 +62,19 @@ def run_training(
     directory may be used (see `run_dir.claim_run_dir`), the device exists, the
     data loads and the model builds. `status.json` then marks the run as
     running, and as finished, failed or interrupted when it ends.
+
+    An interrupted or failed run of the same config goes on from its `resume.pt` (the end of
+    its last whole epoch) and ends as the uninterrupted run would have; without a usable one
+    it is trained again from scratch, saying why. `resume`: `auto` (that), `require` (no
+    usable checkpoint is an error: `gprec train --resume`) or `never` (always from scratch:
+    `--restart`). `overwrite` retrains from scratch whatever the directory holds.
     """
+    if resume not in RESUME_MODES:
+        raise ValueError(f"resume must be one of {RESUME_MODES}, not {resume!r}")
+    say = log or (lambda msg: None)
     started = time.perf_counter()
     config_text = dump_config(cfg)
+    may_resume = False
     if out_dir is not None:
         state = claim_run_dir(out_dir, config_text, overwrite)
         if state.kind == "finished" and not overwrite:
@@ -64,17 +83,43 @@ def run_training(
                 "(--overwrite trains again)"
             )
             return read_metrics(out_dir) | {"reused": True}
-        if state.kind in ("interrupted", "failed") and log:
-            log(
+        unfinished = state.kind in ("interrupted", "failed")
+        if resume == "require" and not unfinished:
+            raise ConfigError(
+                f"--resume: {out_dir} holds no unfinished run to resume"
+                + (" (--overwrite retrains from scratch)" if overwrite else "")
+            )
+        may_resume = unfinished and not overwrite and resume != "never"
+        if unfinished and not may_resume:
+            say(
                 f"{out_dir} holds an unfinished ({state.kind}) run of this config: training it again"
             )
-        if log:
-            log(f"training {cfg.model['name']} on {cfg.data.source} -> {out_dir}")
     device = resolve_device(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     data = load_dataset(cfg.data, cfg.split_seed())
     data_seconds = time.perf_counter() - started
+    data_meta = {
+        "rows": {s: data.size(s) for s in ("train", "valid", "test")},
+        "cardinalities": [f.cardinality for f in data.fields],
+    }
+    checkpoint = None
+    if may_resume:
+        checkpoint, why_not = read_checkpoint(out_dir, config_text, data_meta)
+        if checkpoint is None and resume == "require":
+            raise ConfigError(f"--resume: cannot resume: {why_not}")
+        if checkpoint is None:
+            say(
+                f"{out_dir} holds an unfinished ({state.kind}) run of this config: training it "
+                f"again from scratch ({why_not})"
+            )
+        else:
+            say(
+                f"{out_dir} holds an unfinished ({state.kind}) run of this config: resuming after "
+                f"epoch {checkpoint['epoch']} (--restart trains from scratch)"
+            )
+    if out_dir is not None and log:
+        log(f"training {cfg.model['name']} on {cfg.data.source} -> {out_dir}")
     seed_everything(cfg.train.seed)  # model init must not depend on what ran before
     model = build_model(cfg.model, data.fields).to(device)
     tensors = {
@@ -83,14 +128,22 @@ def run_training(
     }
     if out_dir is None:
         return _train(cfg, model, data, tensors, None, log, started, data_seconds, device)
-    prepare_run_dir(out_dir)
+    # A resumed run keeps its checkpoint, its best model and its log (rewritten to the
+    # checkpoint's epoch); everything else is written again, as the same config writes it.
+    keep = (RESUME, "model.pt", "log.jsonl") if checkpoint is not None else ()
+    resumed = {"resumed_from_epoch": checkpoint["epoch"]} if checkpoint is not None else {}
+    prepare_run_dir(out_dir, keep=keep, **resumed)
     try:
         write_text_atomic(out_dir / "config.yaml", config_text)
         write_text_atomic(out_dir / "vocab.json", json.dumps(data.vocab.to_json()))
         if data.user_groups is not None:  # the `group` field is not in the vocabularies
             write_text_atomic(out_dir / "user_groups.json", json.dumps(data.user_groups))
         write_catalogue(out_dir, data)  # items, users' rows and training items: recommend
-        metrics = _train(cfg, model, data, tensors, out_dir, log, started, data_seconds, device)
+        resume_meta = {"config": config_text, "data": data_meta}
+        metrics = _train(
+            cfg, model, data, tensors, out_dir, log, started, data_seconds, device,
+            resume=checkpoint, resume_meta=resume_meta,
+        )  # fmt: skip
         write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     except KeyboardInterrupt:
         write_status(out_dir, "interrupted")
@@ -98,11 +151,17 @@ def run_training(
     except BaseException as e:
         write_status(out_dir, "failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
         raise
-    write_status(out_dir, "finished")
+    write_status(out_dir, "finished", **resumed)
+    # Nothing resumes a finished run: its checkpoint (several times model.pt) would only take
+    # disk, in every run directory of a grid.
+    (out_dir / RESUME).unlink(missing_ok=True)
     return metrics
 
 
-def _train(cfg, model, data, tensors, out_dir, log, started, data_seconds, device) -> dict:
+def _train(
+    cfg, model, data, tensors, out_dir, log, started, data_seconds, device,
+    resume=None, resume_meta=None,
+) -> dict:  # fmt: skip
     trainer = Trainer(model, cfg.train, out_dir, log)
     checkpoint_extra = {"config": cfg.model_dump(mode="json"), "fields": data.summary()["fields"]}
     fit = trainer.fit(
@@ -110,6 +169,8 @@ def _train(cfg, model, data, tensors, out_dir, log, started, data_seconds, devic
         *tensors["valid"],
         checkpoint_extra=checkpoint_extra,
         known=(tensors["test"][0],),
+        resume=resume,
+        resume_meta=resume_meta,
     )
     metrics = {
         "model": cfg.model["name"],
@@ -124,6 +185,9 @@ def _train(cfg, model, data, tensors, out_dir, log, started, data_seconds, devic
             "eval_seconds_per_epoch": fit.eval_seconds_per_epoch,
             "samples_per_second": fit.samples_per_second,
             "rows": data.size("train"),
+            # resume.pt, written after every epoch outside the timed steps (0 without a run dir)
+            "checkpoint_seconds_per_epoch": fit.checkpoint_seconds_per_epoch,
+            "checkpoint_bytes": fit.checkpoint_bytes,
         },
         "epochs_run": fit.epochs_run,
         "parameters": count_parameters(model),

@@ -10,7 +10,8 @@ earlier run and no file of the user's is ever replaced silently:
   `overwrite` is given;
 - a finished run with the same config is reported, not retrained (the CLI
   prints its metrics), unless `overwrite` is given;
-- an interrupted or failed run with the same config is trained again;
+- an interrupted or failed run with the same config is resumed from its `resume.pt`, or
+  trained again from scratch without a usable one (`training.run.run_training` decides);
 - a run that another live process is writing is always refused.
 
 `status.json` says where a run stands: `running` (with the writer's pid and
@@ -48,6 +49,7 @@ RUN_FILES = (
     STATUS,
     "group_index.npz",  # gprec groups train: rows, memberships and seen items, for recommend
     "catalogue.npz",  # gprec train: items, users' rows and training items (serving.catalogue)
+    "resume.pt",  # gprec train, while it trains: the last epoch's state (training.resume)
 )
 # Keys that do not change what a run computes: a rerun that differs only here is the same run.
 IGNORED_KEYS = ("data.cache_dir", "train.progress")
@@ -223,10 +225,12 @@ def claim_run_dir(
     return state
 
 
-def prepare_run_dir(run_dir: Path) -> None:
-    """Remove an earlier run's files (only those), create the directory, mark it running."""
+def prepare_run_dir(run_dir: Path, keep: tuple[str, ...] = (), **status: Any) -> None:
+    """Remove an earlier run's files (only those, but those in `keep`: a resumed run's), and any
+    temp file a killed write left; create the directory, mark it running (`status`: more keys
+    for status.json)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for p in run_dir.iterdir():
-        if p.name in RUN_FILES or _is_our_temp(p.name):
+        if (p.name in RUN_FILES and p.name not in keep) or _is_our_temp(p.name):
             p.unlink()
-    write_status(run_dir, "running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    write_status(run_dir, "running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **status)
