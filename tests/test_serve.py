@@ -415,7 +415,7 @@ def test_the_api_keeps_its_openapi_spec(api_schema, path, method, mode):
     @settings(
         max_examples=30,
         deadline=None,
-        database=None,  # no .hypothesis directory in the checkout
+        database=None,  # no example database (.hypothesis keeps a cache; it ignores itself in git)
         suppress_health_check=list(HealthCheck),
     )
     def check(case):
