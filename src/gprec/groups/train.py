@@ -66,7 +66,12 @@ from gprec.groups.scoring import (
 from gprec.io import save_atomic, write_bytes_atomic, write_text_atomic
 from gprec.models.registry import build_model
 from gprec.training.run import count_parameters
-from gprec.training.run_dir import claim_run_dir, prepare_run_dir, read_metrics, write_status
+from gprec.training.run_dir import (
+    claim_run_dir,
+    prepare_run_dir,
+    read_metrics,
+    recording_status,
+)
 from gprec.training.trainer import seed_everything
 
 INDEX = "group_index.npz"
@@ -454,9 +459,8 @@ def run_group_training(
     seed_everything(cfg.train.seed)
     model = _build(cfg, tables)
     trainer = GroupTrainer(cfg, data, tables, model, split)
-    if out_dir is not None:
-        prepare_run_dir(out_dir)
-    try:
+
+    def train_and_test() -> tuple[dict, list[dict]]:
         fit = trainer.fit(log)
         metrics = {
             "model": cfg.model["name"],
@@ -484,32 +488,28 @@ def run_group_training(
                 "python": platform.python_version(),
             },
         }
-        if out_dir is not None:
-            write_text_atomic(out_dir / "config.yaml", text)
-            save_atomic(
-                {
-                    "state_dict": model.state_dict(),
-                    "fields": [
-                        {"name": f.name, "role": str(f.role), "cardinality": f.cardinality}
-                        for f in tables.fields
-                    ],
-                    "offset": trainer.offset,
-                    "item_col": tables.item_col,
-                    "group_col": tables.group_col,
-                },
-                out_dir / "model.pt",
-            )
-            save_index(out_dir / INDEX, data, tables, split)
-            write_text_atomic(out_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in fit.log))
-            write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
-    except KeyboardInterrupt:
-        if out_dir is not None:
-            write_status(out_dir, "interrupted")
-        raise
-    except BaseException as e:
-        if out_dir is not None:
-            write_status(out_dir, "failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
-        raise
-    if out_dir is not None:
-        write_status(out_dir, "finished")
+        return metrics, fit.log
+
+    if out_dir is None:
+        return train_and_test()[0]
+    prepare_run_dir(out_dir)
+    with recording_status(out_dir):
+        metrics, epochs = train_and_test()
+        write_text_atomic(out_dir / "config.yaml", text)
+        save_atomic(
+            {
+                "state_dict": model.state_dict(),
+                "fields": [
+                    {"name": f.name, "role": str(f.role), "cardinality": f.cardinality}
+                    for f in tables.fields
+                ],
+                "offset": trainer.offset,
+                "item_col": tables.item_col,
+                "group_col": tables.group_col,
+            },
+            out_dir / "model.pt",
+        )
+        save_index(out_dir / INDEX, data, tables, split)
+        write_text_atomic(out_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in epochs))
+        write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

@@ -23,7 +23,12 @@ from gprec.io import write_text_atomic
 from gprec.models.registry import build_model
 from gprec.serving.catalogue import write_catalogue
 from gprec.training.resume import RESUME, read_checkpoint
-from gprec.training.run_dir import claim_run_dir, prepare_run_dir, read_metrics, write_status
+from gprec.training.run_dir import (
+    claim_run_dir,
+    prepare_run_dir,
+    read_metrics,
+    recording_status,
+)
 from gprec.training.trainer import Logger, Trainer, as_tensors, seed_everything
 
 
@@ -133,7 +138,7 @@ def run_training(
     keep = (RESUME, "model.pt", "log.jsonl") if checkpoint is not None else ()
     resumed = {"resumed_from_epoch": checkpoint["epoch"]} if checkpoint is not None else {}
     prepare_run_dir(out_dir, keep=keep, **resumed)
-    try:
+    with recording_status(out_dir, **resumed):
         write_text_atomic(out_dir / "config.yaml", config_text)
         write_text_atomic(out_dir / "vocab.json", json.dumps(data.vocab.to_json()))
         if data.user_groups is not None:  # the `group` field is not in the vocabularies
@@ -145,13 +150,6 @@ def run_training(
             resume=checkpoint, resume_meta=resume_meta,
         )  # fmt: skip
         write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
-    except KeyboardInterrupt:
-        write_status(out_dir, "interrupted")
-        raise
-    except BaseException as e:
-        write_status(out_dir, "failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
-        raise
-    write_status(out_dir, "finished", **resumed)
     # Nothing resumes a finished run: its checkpoint (several times model.pt) would only take
     # disk, in every run directory of a grid.
     (out_dir / RESUME).unlink(missing_ok=True)

@@ -26,6 +26,8 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,3 +236,19 @@ def prepare_run_dir(run_dir: Path, keep: tuple[str, ...] = (), **status: Any) ->
         if (p.name in RUN_FILES and p.name not in keep) or _is_our_temp(p.name):
             p.unlink()
     write_status(run_dir, "running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **status)
+
+
+@contextmanager
+def recording_status(run_dir: Path, **finished: Any) -> Iterator[None]:
+    """Around the writing of a prepared run: marks it `interrupted` (Ctrl-C), `failed` (any
+    other exception, with its first line) or `finished` (`finished`: more keys for
+    status.json); the exception goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        write_status(run_dir, "interrupted")
+        raise
+    except BaseException as e:
+        write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+        raise
+    write_status(run_dir, "finished", **finished)
