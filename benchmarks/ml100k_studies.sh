@@ -8,7 +8,7 @@
 #    full-model run of seed 2024 (reloaded from its run directory);
 # 4. DMTL's lambda_profile over {0, 0.1, 1, 10} on ML-100K ratings, 5 seeds.
 # Every run stays in RUNS (resumable); the tables and figures are copied to
-# benchmarks/results/ml100k-studies/. THREADS (default: torch's) sets train.threads.
+# benchmarks/results/ml100k-studies/ (each sweep in its own folder, so its figure link holds). THREADS (default: torch's) sets train.threads.
 # Usage: GPREC_DATA=../shared/data bash benchmarks/ml100k_studies.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,16 +24,15 @@ gprec experiment ablation -c "$cfg" "${common[@]}" --seeds "$seeds5" --out "$run
 for f in ablation.{md,csv,json,png}; do cp "$runs/ablation/$f" "$res/$f"; done
 gprec experiment sweep -c "$cfg" "${common[@]}" --param model.n_groups --values 3,7,20,60,100 \
   --seeds "$seeds3" --out "$runs/sweep-groups"
-for f in sweep.{md,csv,json,png}; do cp "$runs/sweep-groups/$f" "$res/sweep-groups.${f#sweep.}"; done
+mkdir -p "$res/sweep-groups" && cp "$runs"/sweep-groups/sweep.{md,csv,json,png} "$res/sweep-groups/"
 gprec experiment sweep -c "$cfg" "${common[@]}" --param model.tau --values 0.1,0.5,1.0 \
   --seeds "$seeds3" --out "$runs/sweep-tau"
-for f in sweep.{md,csv,json,png}; do cp "$runs/sweep-tau/$f" "$res/sweep-tau.${f#sweep.}"; done
+mkdir -p "$res/sweep-tau" && cp "$runs"/sweep-tau/sweep.{md,csv,json,png} "$res/sweep-tau/"
 full="$runs/ablation/GPRec/seed-2024"
 gprec groups similarity "$full" --groups 8 --seed 0 --out "$runs/groups-seed-2024"
 gprec groups report "$full" --out "$runs/groups-seed-2024"
 for f in "$runs"/groups-seed-2024/*.{md,json,png}; do cp "$f" "$res/"; done
 gprec experiment sweep -c configs/ml-100k/dmtl.yaml "${common[@]}" --param model.lambda_profile \
   --values 0,0.1,1,10 --seeds "$seeds5" --out "$runs/sweep-dmtl-lambda"
-for f in sweep.{md,csv,json,png}; do
-  cp "$runs/sweep-dmtl-lambda/$f" "$res/sweep-dmtl-lambda.${f#sweep.}"
-done
+mkdir -p "$res/sweep-dmtl-lambda"
+cp "$runs"/sweep-dmtl-lambda/sweep.{md,csv,json,png} "$res/sweep-dmtl-lambda/"
