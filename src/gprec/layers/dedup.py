@@ -5,12 +5,36 @@ assignment: the user fields) gives the same output for every row with the same v
 batch of 4096 MovieLens rows holds far fewer distinct users, so the part runs on one row per
 distinct user and its output is gathered back (`out[inverse]`); gradients flow through the
 gather as the sum over the rows that share a user, as they would row by row.
+
+Finding the distinct rows (`torch.unique`) gives shapes that depend on the data, which a
+static graph (ONNX export) cannot hold. Within `static_shapes(model)` every module of the
+model that declares a `static_shapes` attribute (`DistinctRows`; STAR's present-partitions
+shortcut) takes its every-row path instead: the same numbers, one gather fewer, no
+data-dependent shape. Outside it nothing changes (training keeps the dedup).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
+
+
+@contextmanager
+def static_shapes(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` with the data-dependent shortcuts of its modules off (each module that has a
+    `static_shapes` attribute gets True) for the block; restored after."""
+    modules = [m for m in model.modules() if hasattr(m, "static_shapes")]
+    before = [m.static_shapes for m in modules]
+    for m in modules:
+        m.static_shapes = True
+    try:
+        yield model
+    finally:
+        for m, value in zip(modules, before, strict=True):
+            m.static_shapes = value
 
 
 def radix_multipliers(cardinalities: list[int]) -> torch.Tensor | None:
@@ -26,7 +50,9 @@ class DistinctRows(nn.Module):
     """`forward(cols) -> (first, inverse)` for a `(B, k)` block of field indices: `first[u]` a
     row holding distinct row `u`, `inverse[b]` row `b`'s distinct row; None when every row is
     distinct (nothing to save). Keys rows by one int64 (the fields' radix) when it fits, else
-    compares whole rows."""
+    compares whole rows. `static_shapes` (see `static_shapes`): always None, every row computed."""
+
+    static_shapes = False
 
     def __init__(self, cardinalities: list[int]):
         super().__init__()
@@ -39,6 +65,8 @@ class DistinctRows(nn.Module):
         )
 
     def forward(self, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.static_shapes:
+            return None
         if self._radix_ok:  # multiply-and-sum, not a matmul: CUDA has no integer matmul
             _, inverse = torch.unique((cols * self.radix).sum(1), return_inverse=True)
         else:

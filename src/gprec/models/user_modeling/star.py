@@ -153,6 +153,7 @@ class STAR(BackboneWrapper):
     """
 
     Options = STAROptions
+    static_shapes = False  # True: every partition's products (gprec.layers.dedup.static_shapes)
     description = (
         "STAR: per-partition (default gender) star-topology head, partitioned norm and an "
         "auxiliary network, around a backbone (model.backbone)"
@@ -194,17 +195,23 @@ class STAR(BackboneWrapper):
 
     def layer_mods(self, part: torch.Tensor) -> list[LayerMod]:
         """The star topology: one `LayerMod` per head layer, `W * W_p[p]`, `b + b_p[p]`, over
-        the partitions present in the batch only (the products of absent ones are not used)."""
-        present, local = torch.unique(part, return_inverse=True)
-        if len(present) == self.n_partitions:
-            return [
-                LayerMod(partition_scale=(w, b, part))
-                for w, b in zip(self.partition_weights, self.partition_biases, strict=True)
-            ]
+        the partitions present in the batch only (the products of absent ones are not used);
+        with `static_shapes` (export: `gprec.layers.dedup.static_shapes`) over all of them."""
+        if not self.static_shapes:
+            present, local = torch.unique(part, return_inverse=True)
+            if len(present) < self.n_partitions:
+                return [
+                    LayerMod(
+                        partition_scale=(
+                            w.index_select(0, present),
+                            b.index_select(0, present),
+                            local,
+                        )
+                    )
+                    for w, b in zip(self.partition_weights, self.partition_biases, strict=True)
+                ]
         return [
-            LayerMod(
-                partition_scale=(w.index_select(0, present), b.index_select(0, present), local)
-            )
+            LayerMod(partition_scale=(w, b, part))
             for w, b in zip(self.partition_weights, self.partition_biases, strict=True)
         ]
 
