@@ -20,6 +20,7 @@ from gprec.cli import (
     data,
     evaluate,
     experiment,
+    export,
     groups,
     models,
     predict,
@@ -30,7 +31,7 @@ from gprec.cli import (
 from gprec.errors import GprecError
 
 COMMANDS = (train, evaluate, compare, experiment, data, models, config_cmd, cache, groups)
-COMMANDS += (predict, recommend, serve)  # a finished run in use: gprec.serving
+COMMANDS += (predict, recommend, serve, export)  # a finished run in use: gprec.serving
 
 # OS errors a user's environment causes (where they point --out, a full disk): one line, no
 # traceback. Anything else is a bug in gprec and keeps its traceback.

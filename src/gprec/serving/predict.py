@@ -8,7 +8,9 @@ CSV or Parquet file batch by batch (`batch_rows` rows read, encoded and scored a
 file larger than memory works) and writes the input's columns plus `score`, to a file
 atomically or to a stream. Values unseen in training are counted per field over the whole
 input (`PredictSummary.warnings`: one line per field). Which columns the input needs:
-`gprec.serving.encode`.
+`gprec.serving.encode`. The engine that scores the encoded rows (`Predictor.scorer`): the run's
+torch model, or with `engine="onnx"` the model `gprec export` wrote, through onnxruntime
+(`gprec.serving.export.OnnxScorer`; the same numbers within 1e-5).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from gprec.errors import DataError
+from gprec.errors import ConfigError, DataError
 from gprec.io import atomic_path
 from gprec.serving.catalogue import CATALOGUE, Catalogue, catalogue_of
 from gprec.serving.encode import EncodedRows, InputPlan, RowEncoder
@@ -31,6 +33,7 @@ from gprec.serving.tables import TableWriter, file_format, open_table
 SCORE = "score"
 DEFAULT_BATCH_ROWS = 100_000  # rows read, encoded and written at a time
 SCORE_ROWS = 65536  # rows in one forward pass: LoadedRun.predict's default batch
+ENGINES = ("torch", "onnx")
 
 
 @dataclass
@@ -70,23 +73,46 @@ class PredictSummary:
 
 
 class Predictor:
-    """A loaded run (`load_run`) ready to score raw rows."""
+    """A loaded run (`load_run`) ready to score raw rows; `scorer` (encoded rows -> the task's
+    predictions): the run's own model by default."""
 
-    def __init__(self, run, catalogue: Catalogue | None = None):
+    def __init__(self, run, catalogue: Catalogue | None = None, scorer=None):
         self.run = run
         self.catalogue = catalogue
         self.encoder = RowEncoder(run, catalogue)
+        self._scorer = scorer
+
+    @property
+    def scorer(self):
+        """`scorer(X, batch_size)`: the task's predictions of encoded rows (float32)."""
+        return self._scorer or self.run.predict
 
     @classmethod
-    def open(cls, run_dir: str | Path, rebuild_catalogue: bool = False) -> Predictor:
+    def open(
+        cls,
+        run_dir: str | Path,
+        rebuild_catalogue: bool = False,
+        engine: str = "torch",
+        onnx: str | Path | None = None,
+    ) -> Predictor:
         """The finished run in `run_dir`; its catalogue when it has one (a run trained before
-        gprec kept it has none: its inputs must then give every field)."""
+        gprec kept it has none: its inputs must then give every field). `engine="onnx"`
+        scores with the exported model `onnx` (default `RUN_DIR/model.onnx`)."""
         from gprec.training.load import load_run
 
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown engine {engine!r}; available: {', '.join(ENGINES)}")
+        if onnx is not None and engine != "onnx":
+            raise ConfigError("an ONNX model is scored only with the onnx engine (--engine onnx)")
         run = load_run(run_dir)
+        scorer = None
+        if engine == "onnx":
+            from gprec.serving.export import ONNX_FILE, OnnxScorer
+
+            scorer = OnnxScorer.open(onnx if onnx is not None else run.path / ONNX_FILE, run)
         has = (Path(run_dir) / CATALOGUE).is_file()
         catalogue = catalogue_of(run, rebuild_catalogue) if has or rebuild_catalogue else None
-        return cls(run, catalogue)
+        return cls(run, catalogue, scorer)
 
     def plan(self, columns: list[str], source: str = "the input") -> InputPlan:
         if SCORE in columns:
@@ -101,7 +127,7 @@ class Predictor:
     ) -> tuple[np.ndarray, EncodedRows]:
         """The task's predictions of `frame`'s rows (float32) and the encoded rows."""
         encoded = self.encode(frame, plan)
-        return self.run.predict(encoded.X, batch_size=SCORE_ROWS), encoded
+        return self.scorer(encoded.X, batch_size=SCORE_ROWS), encoded
 
     def predict_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
         """`frame` with the `score` column added."""
@@ -144,7 +170,7 @@ def _write(predictor, reader, plan, sink, fmt) -> PredictSummary:
             yield table, encoded.X
 
     try:
-        for table, scores in score_in_chunks(encoded_batches(), predictor.run.predict):
+        for table, scores in score_in_chunks(encoded_batches(), predictor.scorer):
             writer.write(table.append_column(SCORE, pa.array(scores)))
     finally:
         writer.close()
