@@ -81,18 +81,21 @@ class ScoringPath(torch.nn.Module):
 @contextmanager
 def _quiet() -> Iterator[None]:
     """torch.export and the ONNX translation warn about things that do not concern the user
-    (torchvision ops not registered, deprecations inside torch), and some onnxscript versions
+    (torchvision ops not registered, deprecations inside torch, constants onnxscript's
+    optimiser leaves unfolded), and some onnxscript versions
     print what their optimiser rewrote to standard output (where predict writes its scores);
     the result is checked instead."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def export_model(model, transform: Callable, n_fields: int, metadata: dict | None = None) -> bytes:
