@@ -127,6 +127,23 @@ def test_gprec_strategies_export(strategy, backbone):
     assert max(parity(model)) <= TOL
 
 
+VARIANTS = [  # options that take other code paths in the models with dedup or partitions
+    ("apg", {"share_uv": False, "overparam_dim": None}),
+    ("apg", {"output_layer": True}),
+    ("dgpm", {"rank": 2, "combine": "factors"}),
+    ("dgpm", {"rank": 2, "combine": "products"}),
+    ("gprec", {"group_embedding": "single"}),
+    ("gprec", {"individual": False, "group_reduce": "concat"}),
+    ("star", {"partition_norm": False, "aux_fields": ["age"]}),
+    ("mmoe", {"partition_field": "age"}),
+]
+
+
+@pytest.mark.parametrize(("name", "opts"), VARIANTS, ids=[f"{n}-{o}" for n, o in VARIANTS])
+def test_option_variants_export(name, opts):
+    assert max(parity(toy_model(name, **opts))) <= TOL
+
+
 def test_the_transform_is_part_of_the_graph():
     """Regression's offset and implicit's identity are exported with the model."""
     model = toy_model("mlp")
