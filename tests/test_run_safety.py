@@ -86,6 +86,13 @@ def test_overwrite_replaces_an_earlier_run(tmp_path, finished_run):
     assert read_status(finished_run)["state"] == "finished"
 
 
+def test_overwrite_removes_a_stale_onnx_export(tmp_path, finished_run):
+    """`gprec export` writes model.onnx into the run: a retrained run must not keep it."""
+    (finished_run / "model.onnx").write_bytes(b"stale")
+    assert main(["train", *tiny(tmp_path, lr=0.01), "--out", str(finished_run), "--overwrite"]) == 0
+    assert not (finished_run / "model.onnx").exists()
+
+
 def test_train_refuses_a_directory_of_other_files_even_with_overwrite(tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()

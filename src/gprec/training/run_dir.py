@@ -50,6 +50,7 @@ RUN_FILES = (
     "log.jsonl",
     STATUS,
     "group_index.npz",  # gprec groups train: rows, memberships and seen items, for recommend
+    "model.onnx",  # gprec export: stale once the run is retrained, so --overwrite removes it
     "catalogue.npz",  # gprec train: items, users' rows and training items (serving.catalogue)
     "resume.pt",  # gprec train, while it trains: the last epoch's state (training.resume)
 )
