@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,20 @@ def field_offsets(fields) -> torch.Tensor:
     """Each field's first row in the shared embedding table."""
     cards = torch.tensor([f.cardinality for f in fields])
     return torch.cat([torch.zeros(1, dtype=torch.long), cards.cumsum(0)[:-1]])
+
+
+ML100K_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ml-100k"
+
+
+def train_tiny_ml100k(root: Path, name: str, *sets: str, config: str = "mlp.yaml") -> Path:
+    """`gprec train` of an ML-100K config on the copy `write_ml100k` wrote in `root/ml-100k`,
+    2 epochs of batches of 256, into `root/name`; the run directory."""
+    from gprec.cli.main import main
+
+    out = root / name
+    args = ["train", "-c", str(ML100K_CONFIGS / config), "--set", f"data.path={root / 'ml-100k'}",
+            "--set", f"data.cache_dir={root / 'cache'}", "--set", "train.max_epochs=2",
+            "--set", "train.progress=false", "--set", "train.batch_size=256",
+            *[a for s in sets for a in ("--set", s)], "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    return out

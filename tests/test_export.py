@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 import torch
 
-from conftest import write_ml100k
+from conftest import train_tiny_ml100k, write_ml100k
 from gprec.cli.main import main
 from gprec.data.dataset import apply_duplicate_policy, duplicate_policy, load_raw, split_rows
 from gprec.data.schema import EncodedField, Role
@@ -39,7 +39,6 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 ROOT = Path(__file__).resolve().parents[1]
-ML100K = ROOT / "configs" / "ml-100k"
 TOL = 1e-5
 BATCHES = (1, 7, 300)
 FIELDS = [  # MovieLens-100K's schema, small vocabularies, with a KMeans-style group field
@@ -213,35 +212,25 @@ def test_static_shapes_keeps_training_gradients_equal():
 # -- tiny trained runs through the CLI -------------------------------------------------------
 
 
-def _train(root: Path, name: str, config: str, *sets: str) -> Path:
-    out = root / name
-    args = ["train", "-c", str(ML100K / config), "--set", f"data.path={root / 'ml-100k'}",
-            "--set", f"data.cache_dir={root / 'cache'}", "--set", "train.max_epochs=2",
-            "--set", "train.progress=false", "--set", "train.batch_size=256",
-            *[a for s in sets for a in ("--set", s)], "--out", str(out)]  # fmt: skip
-    assert main(args) == 0
-    return out
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     write_ml100k(root / "ml-100k", n_items=200, n_ratings=3000)
     return {
         # GPRec with KMeans groups: the dedup, and the `group` field assigned to new rows
-        "binary": _train(
-            root, "binary", "gprec-input.yaml", "data.user_groups=3", "model.n_groups=3"
-        ),  # fmt: skip
-        "regression": _train(
-            root, "regression", "mlp.yaml", "train.task=regression", "data.target=value"
+        "binary": train_tiny_ml100k(
+            root, "binary", "data.user_groups=3", "model.n_groups=3", config="gprec-input.yaml"
         ),
-        "implicit": _train(
+        "regression": train_tiny_ml100k(
+            root, "regression", "train.task=regression", "data.target=value"
+        ),
+        "implicit": train_tiny_ml100k(
             root,
             "implicit",
-            "gprec-dynamic.yaml",
             "train.task=implicit",
             "train.eval_negatives=10",
             "model.n_groups=3",
+            config="gprec-dynamic.yaml",
         ),  # fmt: skip
     }
 

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import write_ml100k
+from conftest import train_tiny_ml100k, write_ml100k
 from gprec.cli.main import main
 from gprec.data.dataset import (
     apply_duplicate_policy,
@@ -28,18 +28,7 @@ from gprec.serving.catalogue import CATALOGUE, load_catalogue
 from gprec.serving.predict import Predictor, predict_file, score_in_chunks
 from gprec.training.load import load_run
 
-ML100K = Path(__file__).resolve().parents[1] / "configs" / "ml-100k" / "mlp.yaml"
 FEATURES = ["genres", "year", "age", "gender", "occupation", "zip"]
-
-
-def _train(root: Path, name: str, *sets: str) -> Path:
-    out = root / name
-    args = ["train", "-c", str(ML100K), "--set", f"data.path={root / 'ml-100k'}",
-            "--set", f"data.cache_dir={root / 'cache'}", "--set", "train.max_epochs=2",
-            "--set", "train.progress=false", "--set", "train.batch_size=256",
-            *[a for s in sets for a in ("--set", s)], "--out", str(out)]  # fmt: skip
-    assert main(args) == 0
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +37,13 @@ def runs(tmp_path_factory):
     write_ml100k(root / "ml-100k", n_items=200, n_ratings=3000)
     return {
         # KMeans groups: the `group` field must be assigned to new rows as training did
-        "binary": _train(root, "binary", "data.user_groups=3"),
-        "regression": _train(root, "regression", "train.task=regression", "data.target=value"),
-        "implicit": _train(root, "implicit", "train.task=implicit", "train.eval_negatives=10"),
+        "binary": train_tiny_ml100k(root, "binary", "data.user_groups=3"),
+        "regression": train_tiny_ml100k(
+            root, "regression", "train.task=regression", "data.target=value"
+        ),
+        "implicit": train_tiny_ml100k(
+            root, "implicit", "train.task=implicit", "train.eval_negatives=10"
+        ),
     }
 
 

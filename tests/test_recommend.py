@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_ml100k
+from conftest import train_tiny_ml100k, write_ml100k
 from gprec.cli.main import main
 from gprec.data.dataset import load_dataset
 from gprec.data.schema import EncodedField, Role
@@ -23,26 +23,14 @@ from gprec.serving.recommend import Recommender, read_user_ids
 from gprec.training.load import load_run
 from gprec.training.run_dir import RUN_FILES, inspect_run_dir
 
-ML100K = Path(__file__).resolve().parents[1] / "configs" / "ml-100k" / "mlp.yaml"
-
-
-def _train(root: Path, name: str, *sets: str) -> Path:
-    out = root / name
-    args = ["train", "-c", str(ML100K), "--set", f"data.path={root / 'ml-100k'}",
-            "--set", f"data.cache_dir={root / 'cache'}", "--set", "train.max_epochs=2",
-            "--set", "train.progress=false", "--set", "train.batch_size=256",
-            *[a for s in sets for a in ("--set", s)], "--out", str(out)]  # fmt: skip
-    assert main(args) == 0
-    return out
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("recommend")
     write_ml100k(root / "ml-100k", n_items=60, n_ratings=1500)
     return {
-        "mlp": _train(root, "mlp", "data.user_groups=3"),
-        "gprec": _train(
+        "mlp": train_tiny_ml100k(root, "mlp", "data.user_groups=3"),
+        "gprec": train_tiny_ml100k(
             root, "gprec", "model.name=gprec", "model.n_groups=3", "model.strategy=dynamic"
         ),
     }

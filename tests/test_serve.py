@@ -27,7 +27,7 @@ with warnings.catch_warnings():  # newer starlette: a notice that it prefers htt
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from conftest import write_ml100k
+from conftest import train_tiny_ml100k, write_ml100k
 from gprec.cli.main import main
 from gprec.data.dataset import apply_duplicate_policy, duplicate_policy, load_raw, split_rows
 from gprec.serving.app import create_app
@@ -36,19 +36,8 @@ from gprec.serving.predict import Predictor
 from gprec.serving.recommend import Recommender
 from gprec.training.load import load_run
 
-ML100K = Path(__file__).resolve().parents[1] / "configs" / "ml-100k" / "mlp.yaml"
 FEATURES = ["genres", "year", "age", "gender", "occupation", "zip"]
 MAX_ROWS, MAX_USERS, MAX_BYTES = 40, 5, 20_000
-
-
-def _train(root: Path, name: str, *sets: str) -> Path:
-    out = root / name
-    args = ["train", "-c", str(ML100K), "--set", f"data.path={root / 'ml-100k'}",
-            "--set", f"data.cache_dir={root / 'cache'}", "--set", "train.max_epochs=2",
-            "--set", "train.progress=false", "--set", "train.batch_size=256",
-            *[a for s in sets for a in ("--set", s)], "--out", str(out)]  # fmt: skip
-    assert main(args) == 0
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +45,7 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     write_ml100k(root / "ml-100k", n_items=60, n_ratings=1500)
     # KMeans groups: the `group` field is assigned to the request's rows as training did
-    return _train(root, "mlp", "data.user_groups=3")
+    return train_tiny_ml100k(root, "mlp", "data.user_groups=3")
 
 
 @pytest.fixture(scope="module")
