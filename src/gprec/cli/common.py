@@ -45,6 +45,34 @@ def output_dir(path: str | Path, what: str = "--out") -> Path:
     # access() also reports a read-only file system (EROFS), which root cannot write either;
     # a plain permission problem the later write still turns into one line.
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == path else f" (its nearest existing parent {existing} is not writable)"
+        where = (
+            "" if existing == path else f" (its nearest existing parent {existing} is not writable)"
+        )
         raise ConfigError(f"{what} {path}: cannot write here{where}")
     return path
+
+
+def at_least_one(value: int, option: str) -> int:
+    """A count option (`--k`, `--batch-rows`) refused up front when below 1."""
+    if value < 1:
+        raise ConfigError(f"{option} must be at least 1, not {value}")
+    return value
+
+
+def output_file(path: str, kinds: str, what: str = "--output") -> Path:
+    """`path` as a file to write (`kinds`: what it may be, for the message), refused up front
+    when empty or a directory."""
+    if not path.strip():
+        raise ConfigError(f"{what} is empty: give a {kinds} file")
+    if Path(path).is_dir():
+        raise ConfigError(f"{what} {path}: is a directory; give a file")
+    return Path(path)
+
+
+def add_rebuild_catalogue(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rebuild-catalogue",
+        action="store_true",
+        help="build the run's catalogue.npz from its data through its config first (a run "
+        "trained before gprec kept one)",
+    )

@@ -29,12 +29,12 @@ def add_parser(sub) -> None:
 def handle(args) -> int:
     import numpy as np
 
+    from gprec.cli.common import at_least_one
     from gprec.errors import ConfigError
     from gprec.evaluation.aggregation import member_satisfaction, top_k
     from gprec.groups.load import load_group_run
 
-    if args.k < 1:
-        raise ConfigError(f"--k must be at least 1, not {args.k}")
+    at_least_one(args.k, "--k")
     run = load_group_run(args.run_dir)
     g = run.group_code(args.group)
     scorer = run.scorer(args.method)

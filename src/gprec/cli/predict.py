@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from gprec.cli.common import add_rebuild_catalogue
+
 # The library's default (gprec.serving.predict.DEFAULT_BATCH_ROWS), spelled out so that --help
 # imports nothing heavy.
 DEFAULT_BATCH_ROWS = 100_000
@@ -48,32 +50,21 @@ def add_parser(sub) -> None:
         metavar="FILE",
         help="the exported model for --engine onnx (default: RUN_DIR/model.onnx)",
     )
-    p.add_argument(
-        "--rebuild-catalogue",
-        action="store_true",
-        help="build the run's catalogue.npz from its data through its config first (a run "
-        "trained before gprec kept one)",
-    )
+    add_rebuild_catalogue(p)
     p.set_defaults(handler=handle)
 
 
 def handle(args) -> int:
     import sys
-    from pathlib import Path
 
-    from gprec.cli.common import echo
-    from gprec.errors import ConfigError
+    from gprec.cli.common import at_least_one, echo, output_file
     from gprec.serving.predict import Predictor, predict_file
     from gprec.serving.tables import file_format
 
-    if args.batch_rows < 1:
-        raise ConfigError(f"--batch-rows must be at least 1, not {args.batch_rows}")
+    at_least_one(args.batch_rows, "--batch-rows")
     file_format(args.input, "input")
     if args.output is not None:
-        if not args.output.strip():
-            raise ConfigError("--output is empty: give a .csv or .parquet file")
-        if Path(args.output).is_dir():
-            raise ConfigError(f"--output {args.output}: is a directory; give a file")
+        output_file(args.output, ".csv or .parquet")
         file_format(args.output, "output")
     predictor = Predictor.open(
         args.run_dir, args.rebuild_catalogue, engine=args.engine, onnx=args.onnx

@@ -3,6 +3,8 @@ run, the user's training items left out (`gprec.serving.recommend`)."""
 
 from __future__ import annotations
 
+from gprec.cli.common import add_rebuild_catalogue
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -25,12 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--output", "-o", help="write to FILE (.csv or .json, written whole) instead of printing"
     )
-    p.add_argument(
-        "--rebuild-catalogue",
-        action="store_true",
-        help="build the run's catalogue.npz from its data through its config first (a run "
-        "trained before gprec kept one)",
-    )
+    add_rebuild_catalogue(p)
     p.set_defaults(handler=handle)
 
 
@@ -38,20 +35,18 @@ def handle(args) -> int:
     import json
     from pathlib import Path
 
-    from gprec.cli.common import echo
+    from gprec.cli.common import at_least_one, echo, output_file
     from gprec.errors import ConfigError
     from gprec.io import write_text_atomic
     from gprec.serving.recommend import Recommender, read_user_ids
 
-    if args.k < 1:
-        raise ConfigError(f"--k must be at least 1, not {args.k}")
+    at_least_one(args.k, "--k")
     out_format = None
     if args.output is not None:
         out_format = Path(args.output).suffix.lower().lstrip(".")
         if out_format not in ("csv", "json"):
             raise ConfigError(f"--output {args.output}: give a .csv or .json file")
-        if Path(args.output).is_dir():
-            raise ConfigError(f"--output {args.output}: is a directory; give a file")
+        output_file(args.output, ".csv or .json")
     if args.user is not None and not args.user.strip():
         raise ConfigError("--user is empty: give a user id")
     rec = Recommender.open(args.run_dir, rebuild_catalogue=args.rebuild_catalogue)
