@@ -196,7 +196,7 @@ def test_drop_last_drops_the_partial_batch():
     trainer.model.forward = lambda x, y=None, f=trainer.model.forward: (
         seen.append(len(x)) or f(x, y)
     )
-    trainer._train_epoch(X, y, torch.optim.SGD(trainer.model.parameters(), lr=0.1), None, 1)
+    trainer._train_epoch((X, y), torch.optim.SGD(trainer.model.parameters(), lr=0.1), None, 1)
     assert seen == [4, 4]
 
 

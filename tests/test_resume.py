@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import gprec.training.rows as rows_module
 import gprec.training.trainer as trainer_module
 from conftest import write_ml100k
 from gprec.cli.main import main
@@ -88,7 +89,7 @@ def assert_same_run(a: Path, b: Path) -> None:
 def interrupt_in_epoch(monkeypatch, epoch: int, after_batches: int = 2) -> None:
     """Ctrl-C inside epoch `epoch`'s step loop, after `after_batches` steps: the random draws
     of those steps are made, the epoch's checkpoint is not."""
-    real = trainer_module.iterate_batches
+    real = rows_module.iterate_batches
     epochs = [0]
 
     def batches(*args, **kwargs):
@@ -98,7 +99,7 @@ def interrupt_in_epoch(monkeypatch, epoch: int, after_batches: int = 2) -> None:
                 raise KeyboardInterrupt
             yield batch
 
-    monkeypatch.setattr(trainer_module, "iterate_batches", batches)
+    monkeypatch.setattr(rows_module, "iterate_batches", batches)
 
 
 def checkpoint_epoch(run: Path) -> int:

@@ -54,6 +54,21 @@ def resolve_device(name: str) -> torch.device:
 RESUME_MODES = ("auto", "require", "never")
 
 
+def split_tensors(data, device: torch.device) -> dict[str, tuple]:
+    """Each split as (X, y) tensors on `device`; the training split as the dataset's own row
+    source instead (`(source, None)`) where it has one (`train_rows`: rows streamed from disk)."""
+    out = {
+        s: tuple(t.to(device) for t in as_tensors(data.X[s], data.y[s])) for s in ("valid", "test")
+    }
+    own = getattr(data, "train_rows", None)
+    if own is not None:
+        return {"train": (own(device), None), **out}
+    return {
+        "train": tuple(t.to(device) for t in as_tensors(data.X["train"], data.y["train"])),
+        **out,
+    }
+
+
 def run_training(
     cfg: RunConfig,
     out_dir: Path | None,
@@ -127,10 +142,7 @@ def run_training(
         log(f"training {cfg.model['name']} on {cfg.data.source} -> {out_dir}")
     seed_everything(cfg.train.seed)  # model init must not depend on what ran before
     model = build_model(cfg.model, data.fields).to(device)
-    tensors = {
-        s: tuple(t.to(device) for t in as_tensors(data.X[s], data.y[s]))
-        for s in ("train", "valid", "test")
-    }
+    tensors = split_tensors(data, device)
     if out_dir is None:
         return _train(cfg, model, data, tensors, None, log, started, data_seconds, device)
     # A resumed run keeps its checkpoint, its best model and its log (rewritten to the

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,8 @@ from gprec.config import TrainConfig
 from gprec.errors import ConfigError, GprecError
 from gprec.io import save_atomic, write_text_atomic
 from gprec.training.resume import FORMAT, RESUME, capture_rng, restore_rng
-from gprec.training.tasks import make_task
+from gprec.training.rows import RowSource, TensorRows, iterate_batches  # noqa: F401 (re-exported)
+from gprec.training.tasks import Task, make_task
 
 Logger = Callable[[str], None]
 
@@ -45,28 +46,6 @@ def as_tensors(X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
     X = np.ascontiguousarray(X, dtype=np.int64)
     y = np.ascontiguousarray(y, dtype=np.float32)
     return torch.from_numpy(X), torch.from_numpy(y)
-
-
-def iterate_batches(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
-    generator: torch.Generator | None = None,
-    min_last: int = 1,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (X, y) batches; with a generator, in a fresh random order. A last batch smaller
-    than `min_last` rows is dropped (`batch_size`: drop any partial one).
-
-    One gather per epoch makes every batch a contiguous view, which is
-    cheaper than gathering each batch separately.
-    """
-    if generator is not None:
-        perm = torch.randperm(len(y), generator=generator).to(X.device)
-        X, y = X[perm], y[perm]
-    for start in range(0, len(y), batch_size):
-        if len(y) - start < min_last:
-            break
-        yield X[start : start + batch_size], y[start : start + batch_size]
 
 
 def make_adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -139,19 +118,23 @@ class Trainer:
         show = self.cfg.progress and sys.stderr.isatty()
         return tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=not show)
 
-    def _train_epoch(self, X, y, optimizer, generator, epoch) -> tuple[dict[str, float], float]:
+    def _train_epoch(self, rows, optimizer, generator, epoch) -> tuple[dict[str, float], float]:
+        """One epoch over `rows` (a `RowSource`, or an (X, y) pair of tensors)."""
+        if not isinstance(rows, RowSource):
+            rows = TensorRows(*rows)
         self.model.train()
         totals: dict[str, float] = {}
         size = self.cfg.batch_size
         # drop_last never drops the only batch (fewer rows than batch_size): that would not train.
-        min_last = min(size, len(y)) if self.cfg.drop_last else 2 if self._has_batch_norm else 1
-        n_batches = len(y) // size + (len(y) % size >= min_last)
+        min_last = min(size, len(rows)) if self.cfg.drop_last else 2 if self._has_batch_norm else 1
+        n_batches = rows.n_batches(size, min_last)
         order = generator if self.cfg.shuffle else None
+        device = next(self.model.parameters()).device
         start = time.perf_counter()
-        batches = iterate_batches(X, y, size, order, min_last)
+        batches = rows.batches(size, order, min_last)
         for xb, yb in self._progress(batches, n_batches, epoch):
             xb, yb = self.task.expand(xb, yb)
-            with self._autocast(X.device):
+            with self._autocast(device):
                 out = self.model(xb, yb)
             main = self.task.loss(out.logit.float(), yb)
             loss = (
@@ -168,8 +151,8 @@ class Trainer:
             ):
                 value = value.detach()
                 totals[name] = totals[name] + value if name in totals else value
-        if X.device.type == "cuda":
-            torch.cuda.synchronize(X.device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
         return {k: v.item() / n_batches for k, v in totals.items()}, seconds
 
@@ -198,6 +181,8 @@ class Trainer:
     ) -> FitResult:
         """Train until the task's validation metric stops improving; leave the model at its best
         epoch. `known`: rows of other splits the task may need (implicit: never negatives).
+        `X_train` may instead be a `RowSource` (`training.rows`; `y_train` then None) for tasks
+        that learn nothing from the training rows themselves (CTR).
 
         With a run directory, every epoch ends by writing `resume.pt` (`training.resume`), which
         holds `resume_meta` for whoever checks it is still the same run; `resume`, such a
@@ -216,10 +201,19 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma
         )
-        self.task = task = make_task(cfg).fit(
-            X_train, y_train, self.model.fields, (X_valid, *known)
-        )
-        X_train, y_train = task.training_rows(X_train, y_train)
+        if isinstance(X_train, RowSource):  # rows streamed, or sharded: see `training.rows`
+            rows, task = X_train, make_task(cfg)
+            if type(task).fit is not Task.fit or type(task).training_rows is not Task.training_rows:
+                raise ConfigError(
+                    f"train.task {cfg.task} learns from the training rows in memory; this row "
+                    "source (streamed or sharded) trains only tasks that do not"
+                )
+            self.task = task
+        else:
+            self.task = task = make_task(cfg).fit(
+                X_train, y_train, self.model.fields, (X_valid, *known)
+            )
+            rows = TensorRows(*task.training_rows(X_train, y_train))
         generators = {"shuffle": generator, "task": getattr(task, "generator", None)}
         monitor = task.monitor
         best, best_epoch, best_state, best_valid = task.worst(), 0, None, {}
@@ -264,7 +258,7 @@ class Trainer:
             write_text_atomic(log_file, "".join(json.dumps(r) + "\n" for r in history))
         while epoch < cfg.max_epochs and stale < cfg.patience:
             epoch += 1
-            losses, seconds = self._train_epoch(X_train, y_train, optimizer, generator, epoch)
+            losses, seconds = self._train_epoch(rows, optimizer, generator, epoch)
             scheduler.step()
             t0 = time.perf_counter()
             valid = self.evaluate(X_valid, y_valid)
@@ -290,7 +284,7 @@ class Trainer:
                 **{f"train_{k}": v for k, v in losses.items()},
                 **{f"valid_{k}": v for k, v in valid.items()},
                 "seconds": seconds,
-                "samples_per_second": len(y_train) / seconds if seconds > 0 else 0.0,
+                "samples_per_second": len(rows) / seconds if seconds > 0 else 0.0,
             }
             history.append(record)
             if log_file:
@@ -351,7 +345,7 @@ class Trainer:
             best_valid=best_valid,
             seconds_per_epoch=train_seconds / max(epoch, 1),
             eval_seconds_per_epoch=eval_seconds / max(epoch, 1),
-            samples_per_second=len(y_train) * epoch / train_seconds if train_seconds > 0 else 0.0,
+            samples_per_second=len(rows) * epoch / train_seconds if train_seconds > 0 else 0.0,
             history=history,
             warnings=warnings,
             resumed_from=resume["epoch"] if resume is not None else 0,
