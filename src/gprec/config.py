@@ -284,6 +284,16 @@ class RunConfig(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _init_from_of_this_seed(self) -> RunConfig:
+        """`model.init_from` may name one run per seed (`runs/mlp/seed-{seed}`): this config's
+        train.seed fills it in, so a multi-seed experiment starts each seed from its own run.
+        Mutated in place: pydantic built this dict, and assigning it would validate again."""
+        path = self.model.get("init_from")
+        if isinstance(path, str) and "{seed}" in path:
+            self.model["init_from"] = path.replace("{seed}", str(self.train.seed))
+        return self
+
     def split_seed(self) -> int:
         return self.data.split_seed if self.data.split_seed is not None else self.train.seed
 

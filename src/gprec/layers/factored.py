@@ -140,7 +140,30 @@ class PersonalRep:
         return quad + 2 * (h @ (w.t() @ b)) + b.square().sum()
 
 
-Part = torch.Tensor | GroupRep | PersonalRep
+@dataclass
+class ScaledPart:
+    """`scale * part` for a linear layer: `linear(w) = scale * (part w^T)`, `part` dense or
+    factored (nothing is built). GPRec's `input_scale: zero` feeds r_G and r_P through a learnable
+    scale that starts at 0, so the head first trains exactly as the bare backbone would."""
+
+    part: torch.Tensor | GroupRep | PersonalRep
+    scale: torch.Tensor  # 0-d
+
+    @property
+    def width(self) -> int:
+        return self.part.shape[1] if isinstance(self.part, torch.Tensor) else self.part.width
+
+    def linear(self, weight: torch.Tensor) -> torch.Tensor:
+        part = self.part
+        z = F.linear(part, weight) if isinstance(part, torch.Tensor) else part.linear(weight)
+        return self.scale * z
+
+    def dense(self) -> torch.Tensor:
+        part = self.part
+        return self.scale * (part if isinstance(part, torch.Tensor) else part.dense())
+
+
+Part = torch.Tensor | GroupRep | PersonalRep | ScaledPart
 
 
 def factored_linear(

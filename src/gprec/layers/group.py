@@ -76,6 +76,41 @@ class BatchedGroupMLP(nn.Module):
         return h.permute(2, 0, 1)  # (B, G, out); small, a view
 
 
+class SharedGroupClassifier(nn.Module):
+    """A cheaper group classifier: one first block shared by all groups, small per-group layers
+    after it. `in -> shared... (ReLU) -> [per group: group_hidden... -> out]`,
+    `(batch, in_dim) -> (batch, G, out_dim)` like `BatchedGroupMLP`.
+
+    Why: the faithful classifier gives each of the G groups its own first layer over E_u
+    (G * in * h1 multiply-adds per user, ~25x a whole MLP backbone at G = 60). Groups differ
+    in which users they hold, not in which features of a user matter, so one shared feature
+    block and a few units per group keep the G independent decisions at a fraction of the cost
+    (`GPRecOptions.classifier: shared`).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        n_groups: int,
+        shared: list[int],
+        group_hidden: list[int],
+        out_dim: int = 2,
+    ):
+        super().__init__()
+        if not shared:
+            raise ValueError("a shared classifier needs at least one shared width")
+        dims = [in_dim, *shared]
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:], strict=True):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.shared = nn.Sequential(*layers)
+        self.groups = BatchedGroupMLP(shared[-1], n_groups, group_hidden, out_dim)
+        self.n_groups, self.out_dim = n_groups, out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.groups(self.shared(x))
+
+
 def gumbel_pair_masks(
     logits: torch.Tensor,
     tau: float,

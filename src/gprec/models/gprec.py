@@ -38,12 +38,13 @@ from gprec.config import key_error
 from gprec.data.schema import EncodedField, Role, fields_of_role
 from gprec.errors import ConfigError
 from gprec.layers.dedup import DistinctRows
-from gprec.layers.factored import GroupRep, Part, PersonalRep, reduce_cosine
-from gprec.layers.group import BatchedGroupMLP, gumbel_pair_masks
+from gprec.layers.factored import GroupRep, Part, PersonalRep, ScaledPart, reduce_cosine
+from gprec.layers.group import BatchedGroupMLP, SharedGroupClassifier, gumbel_pair_masks
 from gprec.layers.mlp import MLP
 from gprec.models.base import ModelOutput, Width
 from gprec.models.gprec_strategies import STRATEGIES
 from gprec.models.registry import model_class, register
+from gprec.models.warm_start import read_backbone_run
 from gprec.models.wrapper import BackboneWrapper, WrapperOptions
 
 
@@ -109,6 +110,32 @@ class GPRecOptions(WrapperOptions):
         True,
         description="run the group classifier once per distinct user in a batch (same result, faster)",
     )
+    # -- variants beyond the paper (issue 22; all off by default, docs/gprec.md §8) ---------
+    classifier: Literal["per_group", "shared"] = Field(
+        "per_group",
+        description="per_group: G independent MLPs over E_u (the paper); shared: one first "
+        "block shared by all groups (classifier_shared_units), then small per-group layers "
+        "(classifier_group_units): a fraction of the cost",
+    )
+    classifier_shared_units: list[Width] = Field(
+        [64], description="classifier shared: widths of the block all groups share"
+    )
+    classifier_group_units: list[Width] = Field(
+        [8], description="classifier shared: hidden widths of each group's own layers"
+    )
+    input_scale: Literal["none", "zero"] = Field(
+        "none",
+        description="none: r_G and r_P enter the strategy as they are (the paper); zero: each "
+        "through a learnable scalar that starts at 0, so training starts on the backbone's own "
+        "path and the user level joins as it earns its place",
+    )
+    init_from: str | None = Field(
+        None,
+        description="a finished run directory of the bare backbone (same data, split and "
+        "options) to start from: GPRec's new inputs start at zero, so at step 0 it predicts "
+        "exactly what that run does (strategy input or dynamic); '{seed}' is replaced by "
+        "train.seed",
+    )
 
     @model_validator(mode="after")
     def _strategy_is_supported(self) -> GPRecOptions:
@@ -122,6 +149,26 @@ class GPRecOptions(WrapperOptions):
                 f"'{self.strategy}' is not supported by backbone '{name}' "
                 f"(supported: {', '.join(supported)})",
                 self.strategy,
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _init_from_has_a_zero_start(self) -> GPRecOptions:
+        if self.init_from is not None and self.strategy == "ensemble":
+            raise key_error(
+                ("init_from",),
+                "strategy ensemble averages heads, so it cannot start as the trained backbone; "
+                "use strategy input or dynamic",
+                self.init_from,
+            )
+        if self.init_from is not None and self.input_scale == "zero":
+            # The head's new columns start at 0 already; a zero scale on them too would leave
+            # both with a zero gradient for ever.
+            raise key_error(
+                ("input_scale",),
+                "zero with init_from would never train (the new inputs start at zero already): "
+                "use input_scale none",
+                self.input_scale,
             )
         return self
 
@@ -172,9 +219,13 @@ class GPRec(BackboneWrapper):
         self.n_groups = G = o.n_groups
         self.dual = o.group_embedding == "dual"
         # Group level.
-        self.classifier = BatchedGroupMLP(
-            len(users) * d, G, o.classifier_units, 2 if self.dual else 1
-        )
+        n_out = 2 if self.dual else 1
+        if o.classifier == "shared":
+            self.classifier = SharedGroupClassifier(
+                len(users) * d, G, o.classifier_shared_units, o.classifier_group_units, n_out
+            )
+        else:
+            self.classifier = BatchedGroupMLP(len(users) * d, G, o.classifier_units, n_out)
         self.pos = nn.Parameter(torch.randn(G, d) * o.group_init_std)
         self.neg = nn.Parameter(torch.randn(G, d) * o.group_init_std) if self.dual else None
         self.group_dim = G * d if o.group_reduce == "concat" else d
@@ -191,6 +242,23 @@ class GPRec(BackboneWrapper):
         self.use_orthogonal = o.individual and o.lambda_orthogonal > 0
         # Model construction.
         self.strategy = strategy_cls(bb, self.group_dim, self.personal_dim, o)
+        # input_scale zero: one scalar per user-level part (r_G, r_P), at 0.
+        n_parts = 2 if o.individual else 1
+        self.input_scale = nn.Parameter(torch.zeros(n_parts)) if o.input_scale == "zero" else None
+
+    def start_from_run(self, path: str) -> None:
+        """Start from the finished bare-backbone run at `path` (`init_from`), checked to be one
+        of this backbone on these fields (`models.warm_start`)."""
+        self.start_from_backbone(read_backbone_run(path, self.backbone, self.fields))
+
+    def start_from_backbone(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a trained bare backbone's `state_dict` so that this model predicts exactly what
+        it does: the backbone's weights as they are, every new input of its head at zero."""
+        head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+        if self.backbone.head is None:
+            state = {k: v for k, v in state.items() if not k.startswith("head.")}
+        self.backbone.load_state_dict(state)
+        self.strategy.start_from_backbone(head)
 
     # -- group level -----------------------------------------------------------
     def _scores(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -239,6 +307,8 @@ class GPRec(BackboneWrapper):
         r_g = self._group_rep(m)
         r_p = self._personal_rep(emb) if self.f2 is not None else None
         user: list[Part] = [r_g] if r_p is None else [r_g, r_p]
+        if self.input_scale is not None:
+            user = [ScaledPart(p, self.input_scale[i]) for i, p in enumerate(user)]
         logit, backbone_logit = self.strategy(bb, rep, user)
         # Auxiliary losses train the model; evaluation and inference never need them.
         if not self.training:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gprec.errors import ConfigError
 from gprec.layers.factored import Part
 from gprec.layers.mlp import MLP, LayerMod
 from gprec.models.base import Backbone, Representation
@@ -41,9 +42,48 @@ class Strategy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def start_from_backbone(self, head_state: dict[str, torch.Tensor]) -> None:
+        """Make the strategy predict exactly what the trained backbone does (`init_from`), given
+        the state of the backbone's own trained head; the backbone itself is loaded already."""
+        raise ConfigError(
+            f"strategy '{self.name}' cannot start from a trained backbone (init_from): its "
+            "prediction is not the backbone's at any setting of its new weights; use input or "
+            "dynamic"
+        )
+
+
+def zero_extended(
+    head: nn.Module, trained: dict[str, torch.Tensor], first_weight: str
+) -> dict[str, torch.Tensor]:
+    """`trained` (a head's state over `r_b`) as a state for `head`, whose first layer
+    `first_weight` takes extra input columns after r_b's: those columns are 0, so `head` over
+    `[r_b, anything]` computes the trained head over `r_b`. Every other tensor must match."""
+    own = head.state_dict()
+    if set(own) != set(trained):
+        raise ConfigError(
+            "init_from: the backbone's own head is not the MLP this strategy builds "
+            f"(parameters {sorted(set(trained) ^ set(own))[:3]} differ); use strategy dynamic"
+        )
+    out = {}
+    for k, mine in own.items():
+        t = trained[k]
+        if k == first_weight and mine.shape[0] == t.shape[0] and mine.shape[1] >= t.shape[1]:
+            w = torch.zeros_like(mine)
+            w[:, : t.shape[1]] = t
+            out[k] = w
+        elif mine.shape == t.shape:
+            out[k] = t.clone()
+        else:
+            raise ConfigError(
+                f"init_from: the backbone head's {k} is {tuple(t.shape)}, this strategy's head "
+                f"takes {tuple(mine.shape)}"
+            )
+    return out
+
 
 class InputStrategy(Strategy):
     uses_backbone_head = False
+    name = "input"
 
     def __init__(self, backbone: Backbone, group_dim: int, personal_dim: int, options):
         super().__init__()
@@ -53,8 +93,14 @@ class InputStrategy(Strategy):
         logit = self.head.forward_parts([rep.r, *user]).squeeze(-1)
         return (logit if rep.logit is None else logit + rep.logit), None
 
+    def start_from_backbone(self, head_state):
+        # The head reads [r_b, r_G, r_P]: the trained head's weights on r_b, zeros on the rest.
+        self.head.load_state_dict(zero_extended(self.head, head_state, "linears.0.weight"))
+
 
 class DynamicStrategy(Strategy):
+    name = "dynamic"
+
     def __init__(self, backbone: Backbone, group_dim: int, personal_dim: int, options):
         super().__init__()
         r = self.rank = options.dynamic_rank
@@ -85,8 +131,15 @@ class DynamicStrategy(Strategy):
     def forward(self, backbone, rep, user):
         return backbone.predict(rep, self.deltas(self.f_dp.forward_parts(user))), None
 
+    def start_from_backbone(self, head_state):
+        # The backbone's head is the trained one, loaded with the backbone; every delta U V
+        # starts at 0 (V's rows of f_DP are zeroed at construction), so nothing else to do.
+        return None
+
 
 class EnsembleStrategy(Strategy):
+    name = "ensemble"
+
     def __init__(self, backbone: Backbone, group_dim: int, personal_dim: int, options):
         super().__init__()
         self.group_head = backbone.make_head(group_dim)

@@ -21,6 +21,7 @@ from gprec.data.dataset import load_dataset
 from gprec.errors import ConfigError
 from gprec.io import write_text_atomic
 from gprec.models.registry import build_model
+from gprec.models.warm_start import check_same_data
 from gprec.serving.catalogue import write_catalogue
 from gprec.training.resume import RESUME, read_checkpoint
 from gprec.training.run_dir import (
@@ -141,7 +142,11 @@ def run_training(
     if out_dir is not None and log:
         log(f"training {cfg.model['name']} on {cfg.data.source} -> {out_dir}")
     seed_everything(cfg.train.seed)  # model init must not depend on what ran before
-    model = build_model(cfg.model, data.fields).to(device)
+    model = build_model(cfg.model, data.fields)
+    if cfg.model.get("init_from") and checkpoint is None:  # a resumed run has its own weights
+        check_same_data(cfg, cfg.model["init_from"])
+        model.start_from_run(cfg.model["init_from"])
+    model = model.to(device)
     tensors = split_tensors(data, device)
     if out_dir is None:
         return _train(cfg, model, data, tensors, None, log, started, data_seconds, device)
@@ -181,6 +186,7 @@ def _train(
         known=(tensors["test"][0],),
         resume=resume,
         resume_meta=resume_meta,
+        score_start=bool(cfg.model.get("init_from")),
     )
     metrics = {
         "model": cfg.model["name"],

@@ -178,11 +178,14 @@ class Trainer:
         known: tuple = (),
         resume: dict | None = None,
         resume_meta: dict | None = None,
+        score_start: bool = False,
     ) -> FitResult:
         """Train until the task's validation metric stops improving; leave the model at its best
         epoch. `known`: rows of other splits the task may need (implicit: never negatives).
         `X_train` may instead be a `RowSource` (`training.rows`; `y_train` then None) for tasks
         that learn nothing from the training rows themselves (CTR).
+        `score_start`: the model as given is scored on validation first and is the best so far
+        (epoch 0), so training can only keep or improve it (a model started from a trained run).
 
         With a run directory, every epoch ends by writing `resume.pt` (`training.resume`), which
         holds `resume_meta` for whoever checks it is still the same run; `resume`, such a
@@ -252,6 +255,17 @@ class Trainer:
                     {"state_dict": best_state, "task": task.state(), **(checkpoint_extra or {})},
                     self.run_dir / "model.pt",
                 )
+        if score_start and resume is None:
+            valid = self.evaluate(X_valid, y_valid)
+            best, best_valid = valid[monitor], valid
+            best_state = _cpu_copy(self.model.state_dict())
+            if self.run_dir:
+                save_atomic(
+                    {"state_dict": best_state, "task": task.state(), **(checkpoint_extra or {})},
+                    self.run_dir / "model.pt",
+                )
+            shown = " ".join(f"{k} {v:.4f}" for k, v in valid.items())
+            self.log(f"epoch   0 | the starting model | valid {shown}")
         if log_file:
             # The log holds exactly the epochs the checkpoint holds: none is logged twice.
             log_file.parent.mkdir(parents=True, exist_ok=True)
