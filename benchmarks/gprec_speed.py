@@ -17,6 +17,9 @@ split by field), and the best measured rate is not the CPU's theoretical peak.
 
     python benchmarks/gprec_speed.py                  # ML-100K from ../shared/data/ml-100k
     python benchmarks/gprec_speed.py --epochs 5 --threads 2
+    # issue 22: the shared classifier's cost beside the paper's, at G = 60 on ML-1M
+    python benchmarks/gprec_speed.py --dataset ml-1m --models classifier \
+        --ratings-file ratings_no_timestamp.dat
 """
 
 from __future__ import annotations
@@ -58,6 +61,34 @@ MODELS = {
     "gprec-dynamic": "configs/ml-100k/gprec-dynamic.yaml",
     "gprec-ensemble": "configs/ml-100k/gprec-ensemble.yaml",
 }
+# --models classifier: the shared (cheaper) group classifier of issue 22 beside the paper's.
+SHARED = ["model.classifier=shared"]
+CLASSIFIER_MODELS = {
+    "mlp": ("mlp.yaml", []),
+    "gprec-dynamic": ("gprec-dynamic.yaml", []),
+    "gprec-dynamic[classifier=shared]": ("gprec-dynamic.yaml", SHARED),
+    "gprec-input": ("gprec-input.yaml", []),
+    "gprec-input[classifier=shared]": ("gprec-input.yaml", SHARED),
+    "gprec-input[classifier=shared,input_scale=zero]": (
+        "gprec-input.yaml",
+        [*SHARED, "model.input_scale=zero"],
+    ),
+}
+
+
+def model_set(args: argparse.Namespace) -> dict[str, tuple[str, list[str]]]:
+    """name -> (config path, overrides) of the models `--models` and `--dataset` name."""
+    if args.models == "strategies":
+        if args.dataset != "ml-100k":
+            raise SystemExit("--models strategies is the ML-100K table; use --models classifier")
+        return {name: (path, []) for name, path in MODELS.items()}
+    return {n: (f"configs/{args.dataset}/{f}", o) for n, (f, o) in CLASSIFIER_MODELS.items()}
+
+
+def result_name(args: argparse.Namespace) -> str:
+    if args.models == "strategies":
+        return NAME
+    return f"gprec_classifier_cost_{args.dataset.replace('-', '')}"
 
 
 def peak_gemm_flops(n: int = 2048, repeats: int = 5) -> float:
@@ -76,7 +107,12 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     info = machine_info(args.threads)
     overrides = [f"data.path={args.data_dir}", f"train.seed={SEED}", "train.progress=false"]
-    configs = {name: load_config(ROOT / path, overrides) for name, path in MODELS.items()}
+    if args.ratings_file:
+        overrides.append(f"data.ratings_file={args.ratings_file}")
+    configs = {
+        name: load_config(ROOT / path, [*overrides, *more])
+        for name, (path, more) in model_set(args).items()
+    }
     data = load_dataset(configs["mlp"].data, SEED)
     X, y = as_tensors(data.X["train"], data.y["train"])
     log(f"data: {data.name}, {len(y)} training rows, {len(data.fields)} fields")
@@ -91,7 +127,7 @@ def run(args: argparse.Namespace) -> dict:
         )
         generators[name] = seed_everything(SEED)
         with FlopCounterMode(display=False) as counter:  # the untimed warm-up epoch
-            trainers[name]._train_epoch(X, y, optimizers[name], generators[name], 0)
+            trainers[name]._train_epoch((X, y), optimizers[name], generators[name], 0)
         flops[name] = counter.get_total_flops()
 
     quiet = wait_for_quiet(args.max_wait, QUIET_SHARE)
@@ -101,7 +137,7 @@ def run(args: argparse.Namespace) -> dict:
     for epoch in range(1, args.epochs + 1):
         for name, trainer in trainers.items():
             with CpuMeter() as m:
-                _, seconds = trainer._train_epoch(X, y, optimizers[name], generators[name], epoch)
+                _, seconds = trainer._train_epoch((X, y), optimizers[name], generators[name], epoch)
             m.seconds = seconds  # the trainer's own timer: its batch loop only
             meters[name].append(m)
             log(f"  epoch {epoch} {name}: {seconds:.3f}s{busy_note(m)}")
@@ -119,7 +155,7 @@ def run(args: argparse.Namespace) -> dict:
         r["min_cost_vs_mlp"] = r["min_seconds_per_epoch"] / base
     shares = [r["max_others_cpu_share"] for r in results.values() if r["max_others_cpu_share"]]
     return {
-        "benchmark": NAME,
+        "benchmark": result_name(args),
         "data": {"name": data.name, "train_rows": len(y), "split_seed": SEED},
         "models": {name: configs[name].model for name in configs},
         "batch_size": configs["mlp"].train.batch_size,
@@ -137,7 +173,7 @@ def run(args: argparse.Namespace) -> dict:
 def markdown(res: dict) -> str:
     m = res["machine"]
     lines = [
-        "## Seconds per epoch: MLP vs GPRec(MLP, G=60) on ML-100K",
+        f"## Seconds per epoch: MLP vs GPRec(MLP, G=60) on {res['data']['name']}",
         "",
         f"{res['data']['train_rows']:,} training rows, batch {res['batch_size']}, "
         f"{res['epochs_timed']} timed epochs per model taken in turns; {m['cpu_model']}, "
@@ -168,15 +204,27 @@ def markdown(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
+    p.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-100k")
+    p.add_argument("--data-dir", help="the dataset's folder (default ../shared/data/DATASET)")
+    p.add_argument(
+        "--ratings-file", help="ml-1m: data.ratings_file (e.g. ratings_no_timestamp.dat)"
+    )
+    p.add_argument(
+        "--models",
+        choices=("strategies", "classifier"),
+        default="strategies",
+        help="strategies: the three GPRec strategies (gprec_speed_ml100k); classifier: the "
+        "shared classifier beside the paper's (gprec_classifier_cost_<dataset>)",
+    )
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-wait", type=float, default=600.0, help="seconds to wait for quiet")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
+    args.data_dir = args.data_dir or str(ROOT.parent / "shared" / "data" / args.dataset)
     res = run(args)
     md = markdown(res)
-    write_results(Path(args.out), NAME, res, md)
+    write_results(Path(args.out), result_name(args), res, md)
     print(md)
     return 0
 

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-import gprec.training.trainer as trainer_module
+import gprec.training.rows as rows_module
 from gprec.config import DataConfig, TrainConfig, parse_config
 from gprec.data.dataset import load_dataset
 from gprec.io import write_text_atomic
@@ -158,11 +158,11 @@ def batches_from(make: Callable[[], Batches]):
         calls.append(batch_size)
         return make()
 
-    with mock.patch.object(trainer_module, "iterate_batches", fake):
+    with mock.patch.object(rows_module, "iterate_batches", fake):
         yield
     if not calls:
         raise RuntimeError(
-            "Trainer._train_epoch no longer gets its batches from trainer.iterate_batches; "
+            "Trainer._train_epoch no longer gets its batches from rows.iterate_batches; "
             "update batches_from() in this benchmark"
         )
 
@@ -189,7 +189,7 @@ class Pipeline:
     def warm_up(self, X, y, make: Callable[[], Batches], n_batches: int) -> None:
         trainer, optimizer = self.fresh()
         with batches_from(lambda: itertools.islice(make(), n_batches)):
-            trainer._train_epoch(X, y, optimizer, None, 0)
+            trainer._train_epoch((X, y), optimizer, None, 0)
 
     def train(self, X, y, epochs: int, make: Callable[[], Batches] | None) -> dict:
         """Timed epochs from the initial weights; `make=None`: the Trainer's own batches."""
@@ -199,10 +199,10 @@ class Pipeline:
         for epoch in range(1, epochs + 1):
             with CpuMeter() as m:
                 if make is None:
-                    loss, secs = trainer._train_epoch(X, y, optimizer, generator, epoch)
+                    loss, secs = trainer._train_epoch((X, y), optimizer, generator, epoch)
                 else:
                     with batches_from(make):
-                        loss, secs = trainer._train_epoch(X, y, optimizer, generator, epoch)
+                        loss, secs = trainer._train_epoch((X, y), optimizer, generator, epoch)
             m.seconds = secs  # the trainer's own timer: its batch loop only
             meters.append(m)
             losses.append(loss["bce"])
