@@ -233,3 +233,29 @@ def test_init_from_refuses_a_run_of_other_data_or_options(tiny, capsys):
 def test_a_run_without_init_from_is_unchanged(tiny):
     with pytest.raises(ConfigError):
         make(strategy="input").start_from_run(str(tiny / "nothing"))
+
+
+def test_the_backbone_can_train_slower_or_not_at_all():
+    from gprec.config import TrainConfig
+    from gprec.training.trainer import Trainer, as_tensors
+
+    model = make(strategy="dynamic", backbone_lr_scale=0.1)
+    ours, backbone = model.parameter_groups(0.01)
+    assert backbone["lr"] == pytest.approx(0.001) and "lr" not in ours
+    n = sum(p.numel() for g in (ours, backbone) for p in g["params"])
+    assert n == sum(p.numel() for p in model.parameters())  # every parameter, once
+
+    model = make(strategy="dynamic", backbone_lr_scale=0)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    from conftest import toy_data
+
+    X, y = toy_data(300)
+    Trainer(
+        model, TrainConfig(max_epochs=2, batch_size=64, progress=False), log=lambda m: None
+    ).fit(*as_tensors(X[:200], y[:200]), *as_tensors(X[200:], y[200:]))
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # frozen
+    assert not torch.equal(
+        model.strategy.f_dp.output_layer.weight,
+        make(strategy="dynamic").strategy.f_dp.output_layer.weight,
+    )

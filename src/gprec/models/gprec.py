@@ -129,6 +129,12 @@ class GPRecOptions(WrapperOptions):
         "through a learnable scalar that starts at 0, so training starts on the backbone's own "
         "path and the user level joins as it earns its place",
     )
+    backbone_lr_scale: float = Field(
+        1.0,
+        ge=0,
+        description="the backbone's learning rate as a multiple of train.lr (0: frozen), e.g. "
+        "to keep a backbone started from init_from close to the trained one",
+    )
     init_from: str | None = Field(
         None,
         description="a finished run directory of the bare backbone (same data, split and "
@@ -245,6 +251,20 @@ class GPRec(BackboneWrapper):
         # input_scale zero: one scalar per user-level part (r_G, r_P), at 0.
         n_parts = 2 if o.individual else 1
         self.input_scale = nn.Parameter(torch.zeros(n_parts)) if o.input_scale == "zero" else None
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """The optimizer's parameter groups: the backbone's at `backbone_lr_scale * lr` (when not
+        1), the rest at `lr`; frozen (scale 0) backbone weights are left out."""
+        scale = self.options.backbone_lr_scale
+        if scale == 1.0:
+            return [{"params": list(self.parameters())}]
+        ours = [p for n, p in self.named_parameters() if not n.startswith("backbone.")]
+        backbone = list(self.backbone.parameters())
+        if scale == 0:
+            for p in backbone:
+                p.requires_grad_(False)  # no gradient computed, none expected (DDP)
+            return [{"params": ours}]
+        return [{"params": ours}, {"params": backbone, "lr": scale * lr}]
 
     def start_from_run(self, path: str) -> None:
         """Start from the finished bare-backbone run at `path` (`init_from`), checked to be one

@@ -200,7 +200,11 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         generator = seed_everything(cfg.seed)
-        optimizer = make_adam(self.model.parameters(), cfg.lr, cfg.weight_decay)
+        # A model may give some parameters their own learning rate (`parameter_groups`: GPRec
+        # started from a trained backbone trains that backbone slower); StepLR scales every group.
+        groups = getattr(self.model, "parameter_groups", None)
+        params = groups(cfg.lr) if groups is not None else self.model.parameters()
+        optimizer = make_adam(params, cfg.lr, cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma
         )
