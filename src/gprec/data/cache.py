@@ -26,6 +26,8 @@ import socket
 import tempfile
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,24 +104,110 @@ def write_entry(
     and is kept. Any OSError (permissions, a read-only or full disk) becomes one
     ConfigError naming the cache dir, and no temp dir is left behind.
     """
-    cache_dir = entry.parent
-    tmp = None
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(cache_dir)
-        tmp = _make_temp(cache_dir)
-        files = {f"{n}.npy": _save_array(tmp / f"{n}.npy", a) for n, a in arrays.items()}
+    with EntryWriter(entry, label, replace) as writer:
+        for name, a in arrays.items():
+            writer.array(name, a)
         for name, doc in documents.items():
-            files[name] = _save_bytes(tmp / name, json.dumps(doc).encode())
-        meta = {**meta, "format": CACHE_FORMAT, "created": time.time(), "files": files}
-        (tmp / META).write_text(json.dumps(meta, indent=1))
-        os.chmod(tmp, 0o777 & ~_UMASK)
-        _publish(tmp, entry, replace)
+            writer.document(name, doc)
+        writer.commit(meta)
+
+
+class EntryWriter:
+    """An entry written file by file into a temp dir, published whole by `commit` (`with`).
+
+    Leaving the block without `commit` (an error, Ctrl-C) removes the temp dir, so no part of
+    the entry is left behind. `appender` writes an array too large for memory block by block.
+    Any OSError of the writer's own (permissions, a full disk) is one ConfigError naming the
+    cache dir; errors raised by the caller's code inside the block pass through unchanged.
+    """
+
+    def __init__(self, entry: Path, label: str, replace: bool = False):
+        self.entry, self.label, self.replace = entry, label, replace
+        self.files: dict[str, dict[str, Any]] = {}
+        self.tmp: Path | None = None
+        self._open: list[ArrayAppender] = []
+
+    def __enter__(self) -> EntryWriter:
+        cache_dir = self.entry.parent
+        with self._naming_the_cache():
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(cache_dir)
+            self.tmp = _make_temp(cache_dir)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for appender in self._open:
+            appender.fh.close()
+        if self.tmp is not None and self.tmp.exists():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _naming_the_cache(self):
+        return _write_errors(self.label, self.entry.parent)
+
+    def array(self, name: str, a: np.ndarray) -> None:
+        with self._naming_the_cache():
+            self.files[f"{name}.npy"] = _save_array(self.tmp / f"{name}.npy", a)
+
+    def document(self, name: str, doc: Any) -> None:
+        with self._naming_the_cache():
+            self.files[name] = _save_bytes(self.tmp / name, json.dumps(doc).encode())
+
+    def appender(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> ArrayAppender:
+        """`<name>.npy` of `shape` (its rows known beforehand), filled by `append` in order."""
+        with self._naming_the_cache():
+            return ArrayAppender(self, name, np.dtype(dtype), tuple(shape))
+
+    def commit(self, meta: dict[str, Any]) -> None:
+        with self._naming_the_cache():
+            meta = {**meta, "format": CACHE_FORMAT, "created": time.time(), "files": self.files}
+            (self.tmp / META).write_text(json.dumps(meta, indent=1))
+            os.chmod(self.tmp, 0o777 & ~_UMASK)
+            _publish(self.tmp, self.entry, self.replace)
+
+
+class ArrayAppender:
+    """One `.npy` file written as its header, then its rows block by block: its size and CRC-32
+    are those `np.save` of the whole array would record."""
+
+    def __init__(self, writer: EntryWriter, name: str, dtype: np.dtype, shape: tuple[int, ...]):
+        self.writer, self.name, self.dtype, self.shape = writer, name, dtype, shape
+        self.path = writer.tmp / f"{name}.npy"
+        self.rows, self.crc = 0, 0
+        self.fh = open(self.path, "wb")  # noqa: SIM115 - closed by close() or the writer
+        writer._open.append(self)
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
+        np.lib.format.write_array_header_1_0(self.fh, header | {"shape": shape})
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.shape[1:] or self.rows + len(block) > self.shape[0]:
+            raise ValueError(f"{self.name}: a block of shape {block.shape} does not fit")
+        with self.writer._naming_the_cache():
+            self.fh.write(block.data)
+        self.crc = zlib.crc32(block.data, self.crc)
+        self.rows += len(block)
+
+    def close(self) -> None:
+        """Finish the file; refused unless exactly the declared rows were appended."""
+        with self.writer._naming_the_cache():
+            self.fh.close()
+        if self.rows != self.shape[0]:
+            raise ValueError(f"{self.name}: {self.rows} rows written, {self.shape[0]} declared")
+        self.writer.files[f"{self.name}.npy"] = {
+            "size": self.path.stat().st_size,
+            "crc32": self.crc,
+            "shape": list(self.shape),
+            "dtype": self.dtype.str,
+        }
+
+
+@contextmanager
+def _write_errors(label: str, cache_dir: Path) -> Iterator[None]:
+    """An OSError inside the block becomes the ConfigError that names the cache dir."""
+    try:
+        yield
     except OSError as e:
         raise write_error(label, cache_dir, e) from e
-    finally:
-        if tmp is not None and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _save_array(path: Path, a: np.ndarray) -> dict[str, Any]:
