@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 
 from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
@@ -102,32 +104,54 @@ class Catalogue:
 
 def build_catalogue(X_train: np.ndarray, fields: list[EncodedField]) -> Catalogue:
     """The catalogue of encoded training rows `X_train` (n, n_fields) with `fields`."""
-    X = np.asarray(X_train, dtype=np.int64)
+    return build_catalogue_blocks([X_train], fields)
+
+
+def build_catalogue_blocks(blocks: Iterable[np.ndarray], fields: list[EncodedField]) -> Catalogue:
+    """The catalogue of the training rows given as consecutive blocks, in row order (a split
+    too large for memory, read block by block): the same as `build_catalogue` of the rows
+    stacked. Beyond one block it holds the catalogue itself: its users x items matrix of the
+    pairs met in training is kept sparse (5 bytes a pair) while blocks are added."""
     user_col, item_col = key_columns(fields)
     item_cols = np.array([i for i, f in enumerate(fields) if f.role == Role.ITEM], dtype=np.int64)
     item_features = user_rows = indptr = seen = None
     if item_col is not None:
+        item_features = np.zeros((fields[item_col].cardinality, len(item_cols)), dtype=np.int64)
+    if user_col is not None:
+        user_rows = np.zeros((fields[user_col].cardinality, len(fields)), dtype=np.int64)
+    seen_matrix = None  # users x items, True where the user met the item in training
+    for block in blocks:
+        X = np.asarray(block, dtype=np.int64)
+        # A later block's last row of a code overwrites an earlier block's: the last row wins.
+        if item_col is not None:
+            codes = X[:, item_col]
+            last = _last_rows(codes)
+            item_features[codes[last]] = X[last][:, item_cols]
+        if user_col is not None:
+            codes = X[:, user_col]
+            last = _last_rows(codes)
+            user_rows[codes[last]] = X[last]
+            if item_col is not None:
+                shape = (fields[user_col].cardinality, fields[item_col].cardinality)
+                met = scipy.sparse.csr_matrix(
+                    (np.ones(len(codes), dtype=bool), (codes, X[:, item_col])), shape=shape
+                )
+                seen_matrix = met if seen_matrix is None else seen_matrix + met
+    if item_col is not None:
         n = fields[item_col].cardinality
-        item_features = np.zeros((n, len(item_cols)), dtype=np.int64)
-        codes = X[:, item_col]
-        last = _last_rows(codes)
-        item_features[codes[last]] = X[last][:, item_cols]
         item_features[:, list(item_cols).index(item_col)] = np.arange(n)
         item_features[0] = 0
     if user_col is not None:
         n = fields[user_col].cardinality
-        user_rows = np.zeros((n, len(fields)), dtype=np.int64)
-        codes = X[:, user_col]
-        last = _last_rows(codes)
-        user_rows[codes[last]] = X[last]
         user_rows[:, item_cols] = 0
         user_rows[0] = 0
         if item_col is not None:
-            pairs = np.unique(codes * fields[item_col].cardinality + X[:, item_col])
-            pair_users = pairs // fields[item_col].cardinality
-            seen = pairs % fields[item_col].cardinality
-            indptr = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(np.bincount(pair_users, minlength=n), out=indptr[1:])
+            if seen_matrix is None:
+                indptr, seen = np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            else:
+                seen_matrix.sum_duplicates()  # also sorts each user's items
+                indptr = seen_matrix.indptr.astype(np.int64)
+                seen = seen_matrix.indices.astype(np.int64)
     return Catalogue(fields, user_col, item_col, item_cols, item_features, user_rows, indptr, seen)
 
 
@@ -162,7 +186,11 @@ def write_catalogue(out_dir: Path, data) -> Path | None:
     if user_col is None and item_col is None:
         return None
     path = Path(out_dir) / CATALOGUE
-    write_bytes_atomic(path, catalogue_bytes(build_catalogue(data.X["train"], data.fields)))
+    # A dataset whose training split stays on disk hands it over in blocks (data.format
+    # parquet-stream), so the catalogue is built without loading it.
+    walk = getattr(data, "train_blocks", None)
+    blocks = walk() if walk is not None else [data.X["train"]]
+    write_bytes_atomic(path, catalogue_bytes(build_catalogue_blocks(blocks, data.fields)))
     return path
 
 
