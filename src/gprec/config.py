@@ -119,15 +119,19 @@ class DataConfig(StrictModel):
         "implicit; value: the target itself (a rating), for train.task regression; positive: "
         "every row is an observed interaction (an implicit-feedback log), for train.task implicit",
     )
-    split: Literal["random", "leave_last_out", "file"] = Field(
+    split: Literal["random", "hash", "leave_last_out", "file"] = Field(
         "random",
-        description="random: rows split by data.split_ratios; leave_last_out: each user's latest "
-        "interaction is test, the one before valid (needs timestamps); file: the source's own "
-        "test rows, validation carved from its training rows by data.split_ratios (agree)",
+        description="random: rows split by data.split_ratios; hash: each row's split drawn from "
+        "a seeded hash of its field values with data.split_ratios as probabilities (rows equal "
+        "in every field share a split; the same rows whether read whole or streamed); "
+        "leave_last_out: each user's latest interaction is test, the one before valid (needs "
+        "timestamps); file: the source's own test rows, validation carved from its training "
+        "rows by data.split_ratios (agree)",
     )
     split_ratios: tuple[float, float, float] = Field(
         (0.8, 0.1, 0.1),
-        description="train, valid and test fractions of the random split (non-negative, sum 1)",
+        description="train, valid and test fractions of the random or hash split "
+        "(non-negative, sum 1)",
     )
     split_seed: int | None = Field(
         None,
@@ -154,6 +158,59 @@ class DataConfig(StrictModel):
     synthetic: SyntheticData = Field(
         SyntheticData(), description="the built-in generator's settings (data.source: synthetic)"
     )
+    format: Literal["memory", "parquet-stream"] = Field(
+        "memory",
+        description="memory: the whole dataset is read and encoded in memory (the fastest); "
+        "parquet-stream: for data larger than memory, a generic dataset whose interactions are "
+        "Parquet is read by row groups, encoded into the dataset cache and trained from disk "
+        "through a bounded shuffle buffer (needs data.split: hash and train.task: binary; "
+        "docs/streaming.md)",
+    )
+    shuffle_buffer: int = Field(
+        262_144,
+        gt=0,
+        description="data.format parquet-stream: training rows held and shuffled together, "
+        "drawn as runs of 4,096 rows from random places in the file (raise it for a better "
+        "mix, lower it for less memory: a few times this many rows x (4 bytes per field + 4), "
+        "whatever the dataset's size; about 70 MB at the default with 8 fields)",
+    )
+
+    @model_validator(mode="after")
+    def _stream_needs(self) -> DataConfig:
+        """What a streamed dataset cannot do: each needs all rows in memory at once."""
+        if self.format != "parquet-stream":
+            return self
+        if self.source != "generic":
+            raise key_error(
+                ("format",),
+                "parquet-stream reads a generic dataset (a schema YAML naming Parquet "
+                f"interactions); data.source is {self.source}",
+                self.format,
+            )
+        needs = {
+            "split": ("hash", "the split is drawn row by row from a hash of the row"),
+            "duplicates": (
+                "warn",
+                "repeated rows are kept: finding them needs the whole file in memory, and the "
+                "hash split puts rows equal in every field into the same split",
+            ),
+            "target": ("label", "it trains a 0/1 label (train.task binary)"),
+        }
+        for key, (value, why) in needs.items():
+            if getattr(self, key) != value:
+                raise key_error(
+                    (key,),
+                    f"data.format parquet-stream needs {value} ({why}), not {getattr(self, key)}",
+                    getattr(self, key),
+                )
+        if self.user_groups is not None:
+            raise key_error(
+                ("user_groups",),
+                "data.format parquet-stream cannot cluster users (KMeans needs every training "
+                "user in memory); set it to null",
+                self.user_groups,
+            )
+        return self
 
     @field_validator("split_ratios")
     @classmethod
@@ -263,6 +320,19 @@ class RunConfig(StrictModel):
                 ("train", "task"),
                 "source agree holds positives with listed negatives: set train.task: implicit "
                 "and data.target: positive",
+                self.train.task,
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _stream_trains_binary(self) -> RunConfig:
+        """Regression and implicit feedback read every training row at once (the target's
+        scale, the items each user met), which a stream from disk never holds."""
+        if self.data.format == "parquet-stream" and self.train.task != "binary":
+            raise key_error(
+                ("train", "task"),
+                f"is {self.train.task}, but data.format parquet-stream trains only binary "
+                "(CTR) tasks; use data.format memory",
                 self.train.task,
             )
         return self

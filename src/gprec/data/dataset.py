@@ -32,7 +32,7 @@ from gprec.data.encode import (
     target_values,
 )
 from gprec.data.schema import EncodedField, RawTable, Role
-from gprec.data.split import SPLITS, leave_last_out_split, random_split
+from gprec.data.split import SPLITS, hash_split, leave_last_out_split, random_split
 from gprec.data.user_groups import add_kmeans_groups
 from gprec.errors import ConfigError, DataError
 
@@ -106,6 +106,8 @@ def load_raw(cfg: DataConfig) -> RawTable:
 def split_rows(raw: RawTable, cfg: DataConfig, seed: int) -> dict[str, np.ndarray]:
     if cfg.split == "random":
         return random_split(raw.table.height, cfg.split_ratios, seed)
+    if cfg.split == "hash":
+        return hash_split(raw.table, raw.field_names, cfg.split_ratios, seed)
     if cfg.split == "file":
         if raw.split is None:
             raise ConfigError("data.split: file needs a source with its own test rows (agree)")
@@ -144,7 +146,9 @@ def encode(raw: RawTable, cfg: DataConfig, seed: int) -> EncodedDataset:
             "data.duplicates: drop would remove rows of a source whose split and negative "
             "lists are kept as published (data.split: file); use warn or error"
         )
-    raw, duplicates = apply_duplicate_policy(raw, duplicate_policy(cfg), interactions)
+    raw, duplicates = apply_duplicate_policy(
+        raw, duplicate_policy(cfg), interactions, same_split=cfg.split == "hash"
+    )
     if cfg.target == "value":
         y_all = target_values(raw, interactions).astype(np.float32)
     elif cfg.target == "positive":  # an interaction log: every row is an observed positive
@@ -197,12 +201,13 @@ def duplicate_policy(cfg: DataConfig) -> str:
 
 
 def apply_duplicate_policy(
-    raw: RawTable, policy: str, path: Path | None
+    raw: RawTable, policy: str, path: Path | None, same_split: bool = False
 ) -> tuple[RawTable, dict[str, Any] | None]:
     """Rows equal in every field let one interaction land in both train and test.
 
     `warn` keeps them (and says so), `drop` keeps the last of each (the latest by
-    timestamp when there is one), `error` refuses the dataset.
+    timestamp when there is one), `error` refuses the dataset. `same_split`: the split keeps
+    equal rows together (data.split: hash), which the warning then says.
     """
     found = find_duplicates(raw)
     if found is None:
@@ -215,6 +220,7 @@ def apply_duplicate_policy(
         "repeats_row": int(rows[repeated]),
         "file": str(path) if path is not None else None,
         "policy": policy,
+        **({"same_split": True} if same_split else {}),
     }
     if policy == "error":
         raise DataError(
@@ -234,6 +240,18 @@ def apply_duplicate_policy(
 
 
 def warn_duplicates(info: dict[str, Any]) -> None:
+    if info.get("same_split"):
+        log.warning(
+            "%s%s duplicate interaction rows (equal in every field; data row %d repeats data "
+            "row %d) are kept; the hash split puts equal rows into the same split, so none is "
+            "in both train and test; set data.duplicates=drop to keep the last of each, or "
+            "data.duplicates=error to refuse",
+            _where(info.get("file")),
+            f"{info['count']:,d}",
+            info["row"],
+            info["repeats_row"],
+        )
+        return
     log.warning(
         "%s%s duplicate interaction rows (equal in every field; data row %d repeats data "
         "row %d) are kept, so the same interaction can be in both train and test; set "
@@ -263,13 +281,20 @@ def _require_both_labels(split: str, y: np.ndarray, cfg: DataConfig, path: Path 
     Checked before encoding and caching, so the run fails in seconds instead of
     after training, and no cache entry is left for a dataset that cannot be used.
     """
-    ratios = "data.split_ratios" if cfg.split == "random" else "data.split"
-    if len(y) == 0:
+    require_both_labels(split, len(y), int(y.sum()), cfg, path)
+
+
+def require_both_labels(
+    split: str, rows: int, positives: int, cfg: DataConfig, path: Path | None
+) -> None:
+    """`_require_both_labels` on a split's counts: its rows and how many are labelled 1."""
+    ratios = "data.split_ratios" if cfg.split in ("random", "hash") else "data.split"
+    if rows == 0:
         raise DataError(f"the {split} split is empty: AUC is undefined; check {ratios}", path=path)
-    if y.min() == y.max():
+    if positives in (0, rows):
         raise DataError(
-            f"the {split} split has only label {y[0]:.0f} ({len(y):,d} rows): AUC is undefined; "
-            f"check data.label_threshold / {ratios}",
+            f"the {split} split has only label {int(positives == rows)} ({rows:,d} rows): AUC "
+            f"is undefined; check data.label_threshold / {ratios}",
             path=path,
         )
 
@@ -340,7 +365,9 @@ def _pipeline_code() -> list[Path]:
 
 def cache_key(cfg: DataConfig, seed: int) -> str:
     h = hashlib.sha256()
-    settings = cfg.model_dump(mode="json", exclude={"cache_dir", "path", "split_seed"})
+    # shuffle_buffer: how a streamed training split is read, not what is encoded
+    exclude = {"cache_dir", "path", "split_seed", "shuffle_buffer"}
+    settings = cfg.model_dump(mode="json", exclude=exclude)
     settings["duplicates"] = duplicate_policy(cfg)  # the policy changes the rows that are kept
     h.update(
         json.dumps(
@@ -413,13 +440,21 @@ def load_dataset(
 
     A damaged cache entry is rebuilt (with a warning). A cache dir that cannot be
     written is refused before any parsing, unless the entry is already there.
+
+    `data.format: parquet-stream` gives a `stream.StreamedDataset` (its training split read
+    from the cache entry while training); it always goes through the cache, which holds it.
     """
-    if not use_cache:
+    stream = cfg.format == "parquet-stream"
+    if not use_cache and not stream:
         return encode(load_raw(cfg), cfg, seed)
     label, cache_dir = _cache_label(cfg), cfg.resolved_cache_dir()
     cache.check_not_a_file(cache_dir, label)
     require_source_files(cfg)
     entry = cache_dir / f"{cfg.source}-{cache_key(cfg, seed)}"
+    if stream:
+        from gprec.data.stream import load_streamed
+
+        return load_streamed(cfg, seed, entry, label)
     present = entry.exists() or entry.is_symlink()
     if present:
         try:

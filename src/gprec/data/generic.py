@@ -14,6 +14,7 @@ because a typo that silently dropped a field would still train, just worse.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,12 +67,89 @@ def load_generic(schema_path: Path, data_dir: Path | None = None) -> RawTable:
     for spec in schema.tables[1:]:
         table = _join_side(schema, table, spec)
     _require_fields(schema, table)
-    table = table.select(
+    return RawTable(_as_fields(schema, table), schema.fields, source_files=schema.files())
+
+
+def _as_fields(schema: GenericSchema, table: pl.DataFrame, timestamp: bool = True) -> pl.DataFrame:
+    """The fields as text (a missing value as ""), the target and the timestamp."""
+    return table.select(
         *(pl.col(f.name).cast(pl.String).fill_null("") for f in schema.fields),
         RawTable.TARGET,
-        *([RawTable.TIMESTAMP] if schema.timestamp else []),
+        *([RawTable.TIMESTAMP] if schema.timestamp and timestamp else []),
     )
-    return RawTable(table, schema.fields, source_files=schema.files())
+
+
+class InteractionStream:
+    """A generic dataset whose interactions are Parquet, read in blocks of rows: each block is
+    the slice of the table `load_generic` gives (fields as text, the target), side tables
+    joined, without the timestamp (nothing streamed uses it). Only the interaction columns
+    that are needed are read; the side tables (users, items: one row per key) are read once
+    and kept in memory. Memory while reading follows the block and the file's row groups
+    (pyarrow decodes a row group's column chunks), not the file's size.
+    """
+
+    def __init__(self, schema_path: Path, data_dir: Path | None = None):
+        import pyarrow.parquet as pq
+
+        self.schema = schema = _with_files(parse_schema(schema_path, data_dir), data_dir)
+        spec = schema.tables[0]
+        self.path = spec.path
+        if table_format(spec.path, spec.format) != "parquet":
+            raise DataError(
+                "data.format parquet-stream reads Parquet interactions, and this is CSV "
+                "(convert it to Parquet, or use data.format memory)",
+                path=spec.path,
+            )
+        if not spec.path.is_file():
+            raise DataError("not a file", path=spec.path)
+        try:
+            self.file = pq.ParquetFile(spec.path)
+        except Exception as e:  # pyarrow: ArrowInvalid, OSError, ...
+            raise DataError(f"cannot read as parquet: {_first_line(e)}", path=spec.path) from e
+        self.rows = self.file.metadata.num_rows
+        if self.rows == 0:
+            raise DataError("no data rows", path=spec.path)
+        names = self.file.schema_arrow.names
+        for column, name in ((schema.target, RawTable.TARGET), (schema.timestamp, "timestamp")):
+            if column is not None and column not in names:
+                raise _not_a_column(schema.path, name, column, [spec], names)
+        # The columns `load_generic`'s table has at each step, as its joins see them.
+        columns = [*names, RawTable.TARGET, *([RawTable.TIMESTAMP] if schema.timestamp else [])]
+        self.sides: list[tuple[str, pl.DataFrame]] = []
+        for side_spec in schema.tables[1:]:
+            side = _side_table(schema, side_spec, spec, columns)
+            self.sides.append((side_spec.key, side))
+            columns += side.columns[1:]
+        for f in schema.fields:
+            if f.name not in columns:
+                raise _not_a_column(schema.path, "field", f.name, schema.tables, columns)
+        wanted = {schema.target, *(f.name for f in schema.fields), *(k for k, _ in self.sides)}
+        self.read_columns = [c for c in names if c in wanted]
+
+    def blocks(self, rows: int) -> Iterator[tuple[int, pl.DataFrame]]:
+        """(rows of the file before the block, the block) for each block of up to `rows` rows."""
+        offset = 0
+        batches = self.file.iter_batches(batch_size=rows, columns=self.read_columns)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except Exception as e:  # a damaged page or column chunk
+                raise DataError(
+                    f"cannot read as parquet after row {offset:,d}: {_first_line(e)}",
+                    path=self.path,
+                ) from e
+            table = pl.from_arrow(batch)
+            table = _numeric_columns(self.schema, table, first_row=offset, timestamp=False)
+            for key, side in self.sides:
+                table = _join(table, key, side)
+            yield offset, _as_fields(self.schema, table, timestamp=False)
+            offset += batch.num_rows
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().split("\n", 1)[0] or type(e).__name__)[:200]
 
 
 def schema_source_files(schema_path: Path, data_dir: Path | None = None) -> list[Path]:
@@ -185,32 +263,51 @@ def _read(spec: TableSpec) -> pl.DataFrame:
     return read_table(spec.path, spec.format, spec.separator)
 
 
-def _numeric_columns(schema: GenericSchema, table: pl.DataFrame) -> pl.DataFrame:
-    """Add the target (Float64) and timestamp (Int64), checked while the file's lines are known."""
+def _numeric_columns(
+    schema: GenericSchema, table: pl.DataFrame, first_row: int = 0, timestamp: bool = True
+) -> pl.DataFrame:
+    """Add the target (Float64) and timestamp (Int64), checked while the file's lines are known.
+
+    `first_row`: rows of the file before `table` (a block of a streamed file, which leaves out
+    the timestamp: nothing streamed uses it).
+    """
     spec = schema.tables[0]
     # Line of the first data row below the CSV header; Parquet has no lines.
     line = 2 if table_format(spec.path, spec.format) == "csv" else None
     wanted = [(schema.target, RawTable.TARGET, pl.Float64)]
-    if schema.timestamp:
+    if schema.timestamp and timestamp:
         wanted.append((schema.timestamp, RawTable.TIMESTAMP, pl.Int64))
     numeric = []
     for column, name, dtype in wanted:
         if column not in table.columns:
             raise _not_a_column(schema.path, name, column, [spec], table.columns)
-        numeric.append(cast_numeric(table[column], dtype, spec.path, line).alias(name))
+        values = cast_numeric(table[column], dtype, spec.path, line, first_row=first_row)
+        numeric.append(values.alias(name))
     return table.with_columns(numeric)
 
 
 def _join_side(schema: GenericSchema, table: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
     """Left-join the side table's columns the interactions lack, by its key."""
+    side = _side_table(schema, spec, schema.tables[0], table.columns)
+    return _join(table, spec.key, side)
+
+
+def _side_table(
+    schema: GenericSchema, spec: TableSpec, interactions: TableSpec, columns: list[str]
+) -> pl.DataFrame:
+    """The side table's key (as text) and the columns it adds to a table of `columns`."""
     side = _read(spec)
     key = spec.key
-    for source, columns in ((schema.tables[0], table.columns), (spec, side.columns)):
-        if key not in columns:
-            raise _not_a_column(schema.path, f"{spec.name}.key", key, [source], columns)
-    wanted = [c for c in side.columns if c != key and c not in table.columns]
+    for source, names in ((interactions, columns), (spec, side.columns)):
+        if key not in names:
+            raise _not_a_column(schema.path, f"{spec.name}.key", key, [source], names)
+    wanted = [c for c in side.columns if c != key and c not in columns]
     side = side.select(pl.col(key).cast(pl.String), *wanted)
     require_unique(side, key, spec.path)
+    return side
+
+
+def _join(table: pl.DataFrame, key: str, side: pl.DataFrame) -> pl.DataFrame:
     return table.with_columns(pl.col(key).cast(pl.String)).join(
         side, on=key, how="left", maintain_order="left"
     )

@@ -107,12 +107,13 @@ def count_fields(path: str | Path, separator: str, encoding: str = "latin-1") ->
 
 
 def cast_numeric(
-    values: pl.Series, dtype: pl.DataType, path: Path, first_line: int | None
+    values: pl.Series, dtype: pl.DataType, path: Path, first_line: int | None, first_row: int = 0
 ) -> pl.Series:
     """Cast to a numeric `dtype`; a missing or unparsable value is a DataError.
 
     `first_line` is the file line of the first value, or None for formats
-    without lines (Parquet), where the error names the row instead.
+    without lines (Parquet), where the error names the row instead (`first_row`: how many
+    rows of the file come before `values`, for a file read in blocks).
     """
     cast = values.cast(dtype, strict=False)
     bad = cast.is_null().arg_true()
@@ -122,7 +123,7 @@ def cast_numeric(
     kind = "an integer" if dtype.is_integer() else "a number"
     message = f"column {values.name!r}: {values[row]!r} is not {kind}"
     if first_line is None:
-        raise DataError(f"row {row + 1}: {message}", path=path)
+        raise DataError(f"row {first_row + row + 1}: {message}", path=path)
     raise DataError(message, path=path, line=first_line + row)
 
 
