@@ -80,6 +80,24 @@ def test_train_reports_an_identical_finished_run_without_retraining(
     assert snapshot(finished_run) == before
 
 
+def test_a_run_written_before_an_option_existed_is_still_this_config(
+    tmp_path, capsys, finished_run
+):
+    """An option gprec learned later takes its default, the old behaviour: the run is reused;
+    the same option set to something else is another config."""
+    import yaml
+
+    config = yaml.safe_load((finished_run / "config.yaml").read_text())
+    del config["train"]["precision"], config["model"]["dropout"]  # as an older gprec wrote it
+    (finished_run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    capsys.readouterr()
+    assert main(["train", *tiny(tmp_path), "--out", str(finished_run)]) == 0
+    assert "reporting it, not retraining" in capsys.readouterr().err
+    args = ["--set", "train.precision=bf16"]
+    assert main(["train", *tiny(tmp_path), *args, "--out", str(finished_run)]) == 2
+    assert "train.precision: fp32 -> bf16" in one_error_line(capsys)
+
+
 def test_overwrite_replaces_an_earlier_run(tmp_path, finished_run):
     assert main(["train", *tiny(tmp_path, lr=0.01), "--out", str(finished_run), "--overwrite"]) == 0
     assert "lr: 0.01" in (finished_run / "config.yaml").read_text()

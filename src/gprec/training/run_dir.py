@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from gprec.errors import ConfigError
+from gprec.errors import ConfigError, GprecError
 from gprec.io import pid_alive, write_text_atomic
 
 STATUS = "status.json"
@@ -148,6 +148,19 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def with_current_defaults(old: dict[str, Any]) -> dict[str, Any]:
+    """A run's config as this gprec would write it: an option added since the run was written
+    takes its default, which is always the behaviour from before the option (so a run is not
+    "another config" just because gprec learned a new option). One this gprec cannot read any
+    more is compared as it is, and differs."""
+    from gprec.config import dump_config, parse_config  # config is a leaf; keep this one light
+
+    try:
+        return yaml.safe_load(dump_config(parse_config(old, CONFIG)))
+    except (GprecError, ValueError, TypeError):
+        return old
+
+
 def inspect_run_dir(run_dir: Path, config_text: str) -> RunDirState:
     """The state of `run_dir` relative to a run of the config `config_text` (resolved YAML)."""
     names = [p.name for p in run_dir.iterdir()] if run_dir.is_dir() else []
@@ -169,7 +182,7 @@ def inspect_run_dir(run_dir: Path, config_text: str) -> RunDirState:
     differences = (
         ["config.yaml: unreadable (damaged)"]
         if old is None
-        else config_differences(old, yaml.safe_load(config_text))
+        else config_differences(with_current_defaults(old), yaml.safe_load(config_text))
     )
     return RunDirState(run_dir, kind, differences, foreign, **writer)
 
