@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from pathlib import Path
 
 from gprec.cli.common import add_config_args, echo, output_dir
+
+# How gloo reports a process that went away (its socket closed) to those waiting on it.
+LOST_PEER = ("Connection closed by peer", "Connection reset by peer")
 
 
 def add_parser(sub) -> None:
@@ -39,6 +44,7 @@ def handle(args) -> int:
     # Imported here: torch and the data stack take seconds, and `--help` needs neither.
     from gprec.config import load_config
     from gprec.errors import ConfigError
+    from gprec.training.distributed import Abort, session
     from gprec.training.run import run_training
 
     if args.resume and args.overwrite:
@@ -52,7 +58,32 @@ def handle(args) -> int:
         default = Path("runs") / f"{cfg.model['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = output_dir(default, "run directory")
     resume = "require" if args.resume else "never" if args.restart else "auto"
-    metrics = run_training(cfg, out, echo, overwrite=args.overwrite, resume=resume)
+    # Under torchrun (several processes: docs/distributed.md) one process group for the run;
+    # without it, one process as ever.
+    with session(cfg.train.device) as dist:
+        if not dist.is_main():  # rank 0 alone warns (about the data ...)
+            logging.getLogger("gprec").setLevel(logging.ERROR)
+        out = dist.broadcast(out)  # the default name holds the time: rank 0's
+        try:
+            metrics = run_training(
+                cfg, out, echo if dist.is_main() else None, overwrite=args.overwrite,
+                resume=resume, dist=dist,
+            )  # fmt: skip
+        except Abort:
+            return 2  # rank 0 has reported the error
+        except RuntimeError as e:
+            # Another process stopped (its own message says why) while this one waited for it
+            # in a collective: one line, not the collective's traceback.
+            if not dist.active or not any(m in str(e) for m in LOST_PEER):
+                raise
+            print(
+                f"gprec: error: process {dist.rank} lost its connection to the others: one of "
+                "them stopped (see its message)",
+                file=sys.stderr,
+            )
+            return 2
+    if not dist.is_main():
+        return 0
     test = " ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items())
     monitor = metrics["monitor"]
     print(

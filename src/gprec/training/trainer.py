@@ -24,8 +24,14 @@ from tqdm import tqdm
 from gprec.config import TrainConfig
 from gprec.errors import ConfigError, GprecError
 from gprec.io import save_atomic, write_text_atomic
+from gprec.training.distributed import SINGLE, Dist
 from gprec.training.resume import FORMAT, RESUME, capture_rng, restore_rng
-from gprec.training.rows import RowSource, TensorRows, iterate_batches  # noqa: F401 (re-exported)
+from gprec.training.rows import (  # noqa: F401 (iterate_batches re-exported)
+    RowSource,
+    ShardedRows,
+    TensorRows,
+    iterate_batches,
+)
 from gprec.training.tasks import Task, make_task
 
 Logger = Callable[[str], None]
@@ -97,16 +103,24 @@ class Trainer:
         cfg: TrainConfig,
         run_dir: Path | None = None,
         log: Logger | None = None,
+        dist: Dist = SINGLE,
     ):
-        self.model = model
+        """`dist`: this process's place in multi-process training (`training.distributed`);
+        every process is given the same `run_dir`, and only rank 0 writes into it or logs."""
+        self.model = model  # never wrapped: the training steps alone go through DDP
         self.cfg = cfg
         self.run_dir = run_dir
+        self.dist = dist
+        self.writes = run_dir is not None and dist.is_main()
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        if not dist.is_main():
+            self.log = lambda msg: None
         self.task = make_task(cfg)
         # BatchNorm cannot normalise a batch of one row in training: such a last batch is dropped.
         self._has_batch_norm = any(
             isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()
         )
+        self._every_parameter_checked = False  # `_check_every_parameter_learns`
 
     def _autocast(self, device: torch.device):
         """bf16 autocast of the forward pass (`train.precision`); backward follows it. Evaluation
@@ -118,11 +132,15 @@ class Trainer:
         show = self.cfg.progress and sys.stderr.isatty()
         return tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=not show)
 
-    def _train_epoch(self, rows, optimizer, generator, epoch) -> tuple[dict[str, float], float]:
-        """One epoch over `rows` (a `RowSource`, or an (X, y) pair of tensors)."""
+    def _train_epoch(
+        self, rows, optimizer, generator, epoch, model=None
+    ) -> tuple[dict[str, float], float]:
+        """One epoch over `rows` (a `RowSource`, or an (X, y) pair of tensors); the steps go
+        through `model` (the model under DDP in multi-process training)."""
         if not isinstance(rows, RowSource):
             rows = TensorRows(*rows)
-        self.model.train()
+        model = model if model is not None else self.model
+        model.train()
         totals: dict[str, float] = {}
         size = self.cfg.batch_size
         # drop_last never drops the only batch (fewer rows than batch_size): that would not train.
@@ -132,16 +150,25 @@ class Trainer:
         device = next(self.model.parameters()).device
         start = time.perf_counter()
         batches = rows.batches(size, order, min_last)
-        for xb, yb in self._progress(batches, n_batches, epoch):
-            xb, yb = self.task.expand(xb, yb)
+        for batch in self._progress(batches, n_batches, epoch):
+            xb, yb = self.task.expand(batch[0], batch[1])
+            # This process's part of a global batch (`ShardedRows`): its fraction of the rows.
+            share = batch[2] if len(batch) > 2 else None
             with self._autocast(device):
-                out = self.model(xb, yb)
+                out = model(xb, yb)
             main = self.task.loss(out.logit.float(), yb)
             loss = (
                 main + sum(v.float() for v in out.aux_losses.values()) if out.aux_losses else main
             )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if share is None:
+                loss.backward()
+            else:
+                # DDP averages the processes' gradients: weighed by share * world, they average
+                # to the gradient of the global batch's mean loss.
+                (loss * (share * self.dist.world)).backward()
+                if not self._every_parameter_checked:
+                    self._check_every_parameter_learns()
             optimizer.step()
             # Summed as tensors: a .item() per step would make a GPU wait every step.
             for name, value in (
@@ -149,16 +176,49 @@ class Trainer:
                 (self.task.loss_name, main),
                 *out.aux_losses.items(),
             ):
-                value = value.detach()
+                value = value.detach() if share is None else value.detach() * share
                 totals[name] = totals[name] + value if name in totals else value
+        if self.dist.active:  # each process's shares of the batches' means: summed, the means
+            names = list(totals)  # the same order in every process
+            summed = self.dist.sum_(torch.stack([totals[k].float() for k in names]))
+            totals = dict(zip(names, summed, strict=True))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
         return {k: v.item() / n_batches for k, v in totals.items()}, seconds
 
+    def _check_every_parameter_learns(self) -> None:
+        """After the first multi-process step: DDP (find_unused_parameters=False) needs a
+        gradient for every trainable parameter in every step, and would fail at the next step
+        with a message that names none; this names them."""
+        self._every_parameter_checked = True
+        missing = [
+            n for n, p in self.model.named_parameters() if p.requires_grad and p.grad is None
+        ]
+        if missing:
+            shown = ", ".join(missing[:4]) + (
+                f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+            )
+            raise ConfigError(
+                f"multi-process training needs a gradient for every trainable parameter in every "
+                f"step (DDP), but this model leaves {shown} without one: train it as one process"
+            )
+
     def evaluate(self, X: torch.Tensor, y: torch.Tensor, negatives=None) -> dict[str, float]:
+        """The task's metrics of a split. In multi-process training every process scores its
+        part of the rows and gets everyone's predictions: all compute the same metrics."""
+        dist = self.dist
+        dist.sync_buffers(self.model)  # every process predicts with rank 0's model
+
         def score(rows: torch.Tensor) -> np.ndarray:
-            prob = predict(self.model, rows, self.cfg.eval_batch_size, self.task.transform)
+            if dist.active:
+                lo, hi = dist.shard(len(rows))
+                part = predict(
+                    self.model, rows[lo:hi], self.cfg.eval_batch_size, self.task.transform
+                )
+                prob = dist.gather_rows(part, len(rows))
+            else:
+                prob = predict(self.model, rows, self.cfg.eval_batch_size, self.task.transform)
             if not np.isfinite(prob).all():
                 raise TrainingDiverged(
                     "training diverged: the model predicts NaN or infinity; lower train.lr "
@@ -199,7 +259,11 @@ class Trainer:
             )
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        generator = seed_everything(cfg.seed)
+        dist = self.dist
+        generator = seed_everything(cfg.seed)  # the batch order: the same in every process
+        if dist.active:  # each process's own noise (dropout ...) for its own rows
+            torch.manual_seed(dist.seed(cfg.seed))
+            np.random.seed(dist.seed(cfg.seed) % 2**32)
         # A model may give some parameters their own learning rate (`parameter_groups`: GPRec
         # started from a trained backbone trains that backbone slower); StepLR scales every group.
         groups = getattr(self.model, "parameter_groups", None)
@@ -209,6 +273,11 @@ class Trainer:
             optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma
         )
         if isinstance(X_train, RowSource):  # rows streamed, or sharded: see `training.rows`
+            if dist.active and not isinstance(X_train, ShardedRows):
+                raise ConfigError(
+                    "multi-process training shards rows held in memory; this row source "
+                    "(streamed from disk) cannot be sharded: train it as one process"
+                )
             rows, task = X_train, make_task(cfg)
             if type(task).fit is not Task.fit or type(task).training_rows is not Task.training_rows:
                 raise ConfigError(
@@ -220,13 +289,28 @@ class Trainer:
             self.task = task = make_task(cfg).fit(
                 X_train, y_train, self.model.fields, (X_valid, *known)
             )
-            rows = TensorRows(*task.training_rows(X_train, y_train))
+            X_rows, y_rows = task.training_rows(X_train, y_train)
+            if dist.active:
+                # BatchNorm cannot train on a part of one row: every part needs two.
+                part = 2 if self._has_batch_norm else 1
+                if cfg.batch_size < dist.world * part or len(y_rows) < dist.world * part:
+                    raise ConfigError(
+                        f"train.batch_size {cfg.batch_size} (the global batch, split among "
+                        f"{dist.world} processes) and the {len(y_rows)} training rows must each "
+                        f"be at least {dist.world * part} ({part} row(s) per process"
+                        f"{' for BatchNorm' if part > 1 else ''})"
+                    )
+                rows = ShardedRows(X_rows, y_rows, dist.rank, dist.world, part)
+            else:
+                rows = TensorRows(X_rows, y_rows)
+        if dist.active and getattr(task, "generator", None) is not None:
+            task.generator.manual_seed(dist.seed(cfg.seed))  # sampled negatives: per process
         generators = {"shuffle": generator, "task": getattr(task, "generator", None)}
         monitor = task.monitor
         best, best_epoch, best_state, best_valid = task.worst(), 0, None, {}
         history, train_seconds, eval_seconds, stale = [], 0.0, 0.0, 0
         ckpt_seconds, ckpt_bytes, ckpt_count = 0.0, 0, 0
-        log_file = self.run_dir / "log.jsonl" if self.run_dir else None
+        log_file = self.run_dir / "log.jsonl" if self.writes else None
         epoch = 0
         if resume is not None:
             try:
@@ -244,7 +328,10 @@ class Trainer:
                 )
                 history = list(resume["history"])
                 train_seconds, eval_seconds = (resume["seconds"][k] for k in ("train", "eval"))
-                restore_rng(resume["rng"], generators)
+                # Each process's own random states (`rng_ranks`) in multi-process training.
+                restore_rng(
+                    resume["rng_ranks"][dist.rank] if dist.active else resume["rng"], generators
+                )
             except (KeyError, ValueError, TypeError, RuntimeError) as e:
                 # Written by another gprec whose model or trainer held other state.
                 first = (str(e).splitlines() or [type(e).__name__])[0][:120]
@@ -252,7 +339,7 @@ class Trainer:
                     f"{RESUME} does not fit this model and trainer ({type(e).__name__}: {first}); "
                     "--restart trains the run from scratch"
                 ) from None
-            if self.run_dir and best_state is not None:
+            if self.writes and best_state is not None:
                 # model.pt may hold a later epoch's best (killed between its write and
                 # resume.pt's): that epoch is trained again, so the file goes back with it.
                 save_atomic(
@@ -263,7 +350,7 @@ class Trainer:
             valid = self.evaluate(X_valid, y_valid)
             best, best_valid = valid[monitor], valid
             best_state = _cpu_copy(self.model.state_dict())
-            if self.run_dir:
+            if self.writes:
                 save_atomic(
                     {"state_dict": best_state, "task": task.state(), **(checkpoint_extra or {})},
                     self.run_dir / "model.pt",
@@ -274,9 +361,12 @@ class Trainer:
             # The log holds exactly the epochs the checkpoint holds: none is logged twice.
             log_file.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(log_file, "".join(json.dumps(r) + "\n" for r in history))
+        # The training steps go through DDP (its construction gives every process rank 0's
+        # weights); evaluation and checkpoints use the model itself.
+        steps_model = dist.wrap(self.model)
         while epoch < cfg.max_epochs and stale < cfg.patience:
             epoch += 1
-            losses, seconds = self._train_epoch(rows, optimizer, generator, epoch)
+            losses, seconds = self._train_epoch(rows, optimizer, generator, epoch, steps_model)
             scheduler.step()
             t0 = time.perf_counter()
             valid = self.evaluate(X_valid, y_valid)
@@ -286,7 +376,7 @@ class Trainer:
             if improved:
                 best, best_epoch, best_valid, stale = valid[monitor], epoch, valid, 0
                 best_state = _cpu_copy(self.model.state_dict())
-                if self.run_dir:
+                if self.writes:
                     save_atomic(
                         {
                             "state_dict": best_state,
@@ -319,6 +409,10 @@ class Trainer:
             if self.run_dir:
                 # Outside the timed step loop: seconds_per_epoch never includes it.
                 t0 = time.perf_counter()
+                rng = capture_rng(generators)
+                # Every process's random states (a collective: every process takes part).
+                ranks = {"rng_ranks": dist.all_gather(rng)} if dist.active else {}
+            if self.writes:
                 ckpt_bytes = save_atomic(
                     {
                         "format": FORMAT,
@@ -327,7 +421,8 @@ class Trainer:
                         "model": self.model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
-                        "rng": capture_rng(generators),
+                        "rng": rng,
+                        **ranks,
                         "early_stopping": {
                             "best": best,
                             "best_epoch": best_epoch,
