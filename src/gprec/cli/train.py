@@ -10,7 +10,7 @@ from pathlib import Path
 from gprec.cli.common import add_config_args, echo, output_dir
 
 # How gloo reports a process that went away (its socket closed) to those waiting on it.
-LOST_PEER = ("Connection closed by peer", "Connection reset by peer")
+LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
 
 
 def add_parser(sub) -> None:
