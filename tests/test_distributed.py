@@ -145,11 +145,6 @@ EXTRA = {
         {"classifier": "shared"}, {"input_scale": "zero"},
     )],
 }  # fmt: skip
-# Known to leave parameters without a gradient; the model's owner is told (xfail, not a fix here).
-KNOWN = {
-    ("gprec", "lambda_group"): "GPRec-3 (lambda_group 0): f_1 is built for L_con, which uses it "
-    "with detached parameters, so f_1's parameters never get a gradient (gprec.py)",
-}
 
 
 def option_variants(name: str) -> list[dict]:
@@ -182,13 +177,6 @@ def case_id(case) -> str:
     )
 
 
-def _known(name: str, options: dict) -> str | None:
-    for (model, key), why in KNOWN.items():
-        if model == name and options.get(key) == 0.0 and options.get("lambda_contrastive") != 0.0:
-            return why
-    return None
-
-
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_every_parameter_gets_a_gradient(case):
     name, options = case
@@ -205,9 +193,6 @@ def test_every_parameter_gets_a_gradient(case):
     out = model.train()(x, y)
     (F.binary_cross_entropy_with_logits(out.logit, y) + sum(out.aux_losses.values())).backward()
     missing = [k for k, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    why = _known(name, options)
-    if why and missing:
-        pytest.xfail(why)
     assert missing == [], f"parameters without a gradient: {missing}"
 
 
@@ -323,6 +308,7 @@ def test_only_rank_0_writes_and_speaks(acceptance):
 # the store's keys of the last one, under torchrun's shared store).
 SCENARIOS = """
 import contextlib, errno, io, json, os, sys
+import torch
 import torch.distributed as td
 import gprec.training.run as run
 import gprec.training.trainer as trainer
@@ -332,13 +318,20 @@ init, destroy = td.init_process_group, td.destroy_process_group
 td.init_process_group = lambda *a, **k: None if td.is_initialized() else init(*a, **k)
 td.destroy_process_group = lambda *a, **k: None
 plan, results = json.loads(open(sys.argv[1]).read()), {}
-real = trainer.Trainer._train_epoch
+real, real_build = trainer.Trainer._train_epoch, run.build_model
 for label, args, stop in plan:
+    run.build_model = real_build
     def epoch(self, rows, optimizer, generator, epoch, model=None, stop=stop):
         if stop and epoch >= stop:
             raise KeyboardInterrupt
         return real(self, rows, optimizer, generator, epoch, model)
     trainer.Trainer._train_epoch = epoch
+    if label == "unused":  # a model with a parameter its forward never reads
+        def with_unused(*a, **k):
+            model = real_build(*a, **k)
+            model.register_parameter("never_read", torch.nn.Parameter(torch.zeros(3)))
+            return model
+        run.build_model = with_unused
     if label == "disk full" and os.environ["RANK"] == "0":  # rank 0 alone fails: a write
         def full(*a, **k):
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -404,10 +397,9 @@ def scenarios(data, tmp_path_factory):
     if not torch.cuda.is_available():
         cuda = args_for(data, root / "two" / "cuda", "mlp.yaml", "train.device=cuda")
         plan.append(("cuda", cuda, None))
-    # a model that leaves parameters without a gradient (see KNOWN): every process stops
-    plan.append(
-        ("unused", args_for(data, root / "two" / "unused", *GPREC, "model.lambda_group=0"), None)
-    )
+    # a model that leaves a parameter without a gradient (the script adds one): every process
+    # stops; then the real build again
+    plan.append(("unused", args_for(data, root / "two" / "unused", "mlp.yaml"), None))
     # last: rank 0 stops alone (disk full), which ends the process group
     plan.append(("disk full", args_for(data, root / "two" / "full"), None))
     (root / "plan.json").write_text(json.dumps(plan))
@@ -506,12 +498,12 @@ def test_cuda_without_a_gpu_under_torchrun_is_an_error_before_any_write(scenario
 
 def test_parameters_without_a_gradient_are_named_not_a_ddp_traceback(scenarios):
     """DDP would fail at the second step with a message naming no parameter; the first step
-    names them (GPRec-3's f_1: see KNOWN)."""
+    names them."""
     _, results = scenarios
     for r in results["unused"]:
         assert r["code"] == 2
         assert "needs a gradient for every trainable parameter" in r["err"]
-        assert "f1.linears.0.weight" in r["err"] and "Traceback" not in r["err"]
+        assert "never_read" in r["err"] and "Traceback" not in r["err"]
 
 
 def test_rank_0_failing_alone_is_reported_by_it_and_one_line_from_the_other(scenarios):

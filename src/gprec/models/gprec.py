@@ -242,6 +242,11 @@ class GPRec(BackboneWrapper):
             if self.use_group_loss or self.use_contrastive
             else None
         )
+        if self.f1 is not None and not self.use_group_loss:
+            # GPRec-3: L_con reads f_1 with its parameters fixed and no L_G trains them, so f_1
+            # stays as initialised; frozen, it is neither counted as trained nor left without
+            # a gradient (which DDP refuses).
+            self.f1.requires_grad_(False)
         # Individual level.
         self.personal_dim = self.group_dim if o.individual else 0
         self.f2 = MLP(len(personal) * d, o.personal_units, self.group_dim) if o.individual else None
