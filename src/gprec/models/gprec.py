@@ -110,7 +110,7 @@ class GPRecOptions(WrapperOptions):
         True,
         description="run the group classifier once per distinct user in a batch (same result, faster)",
     )
-    # -- variants beyond the paper (issue 22; all off by default, docs/gprec.md §8) ---------
+    # -- variants beyond the paper (issue 22; all off by default, docs/gprec.md §10) --------
     classifier: Literal["per_group", "shared"] = Field(
         "per_group",
         description="per_group: G independent MLPs over E_u (the paper); shared: one first "
