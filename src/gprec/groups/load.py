@@ -17,7 +17,7 @@ from gprec.groups.data import GroupTables
 from gprec.groups.scoring import GroupScorer
 from gprec.groups.train import INDEX, GroupRunConfig
 from gprec.models.registry import build_model
-from gprec.training.run_dir import CONFIG, run_state
+from gprec.training.run_dir import CONFIG, require_finished_run
 
 
 @dataclass
@@ -47,12 +47,7 @@ class GroupRun:
 
 def load_group_run(run_dir: str | Path) -> GroupRun:
     """The finished group run in `run_dir`; one `ConfigError` line naming what is wrong."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
-    state = run_state(run_dir)
-    if state != "finished":
-        raise ConfigError(f"{run_dir}: not a finished run (status: {state})")
+    run_dir = require_finished_run(run_dir)
     missing = [f for f in (CONFIG, "model.pt", INDEX) if not (run_dir / f).is_file()]
     if missing:
         what = "a gprec groups train run" if INDEX in missing else "a complete run"

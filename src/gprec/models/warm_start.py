@@ -19,15 +19,9 @@ from gprec.errors import ConfigError
 
 
 def _finished_run(path: str | Path) -> Path:
-    from gprec.training.run_dir import run_state  # training imports models, not the reverse
+    from gprec.training.run_dir import require_finished_run  # training imports models
 
-    run = Path(path)
-    if not run.is_dir():
-        raise ConfigError(f"init_from: {run}: no such run directory")
-    state = run_state(run)
-    if state != "finished":
-        raise ConfigError(f"init_from: {run}: not a finished run (status: {state})")
-    return run
+    return require_finished_run(path, "init_from: ")
 
 
 def check_same_data(cfg, path: str | Path) -> None:

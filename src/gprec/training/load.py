@@ -28,7 +28,7 @@ from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
 from gprec.models.registry import build_model
 from gprec.training.run import resolve_device
-from gprec.training.run_dir import CONFIG, run_state
+from gprec.training.run_dir import CONFIG, require_finished_run
 from gprec.training.tasks import RegressionTask, Task, make_task
 from gprec.training.trainer import predict
 
@@ -64,15 +64,7 @@ def _task(config: RunConfig, state: dict | None) -> Task:
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     """The finished run in `run_dir` as a model in evaluation mode; one `ConfigError` line
     naming the directory and what is wrong otherwise."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
-    state = run_state(run_dir)  # finished means metrics.json written, as everywhere else
-    if state != "finished":
-        raise ConfigError(
-            f"{run_dir}: not a finished run (status: {state}); its weights may be those of an "
-            "unfinished training"
-        )
+    run_dir = require_finished_run(run_dir)
     device = str(resolve_device(device))
     missing = [f for f in (CONFIG, "model.pt", "vocab.json") if not (run_dir / f).is_file()]
     if missing:

@@ -148,6 +148,21 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def require_finished_run(run_dir: str | Path, what: str = "") -> Path:
+    """`run_dir` as a Path when it holds a finished run; else one `ConfigError` line (prefixed
+    with `what`, e.g. `init_from: `): its weights could be those of an unfinished training."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{what}{run_dir}: no such run directory")
+    state = run_state(run_dir)  # finished means metrics.json written, as everywhere else
+    if state != "finished":
+        raise ConfigError(
+            f"{what}{run_dir}: not a finished run (status: {state}); its weights may be those "
+            "of an unfinished training"
+        )
+    return run_dir
+
+
 def with_current_defaults(old: dict[str, Any]) -> dict[str, Any]:
     """A run's config as this gprec would write it: an option added since the run was written
     takes its default, which is always the behaviour from before the option (so a run is not
