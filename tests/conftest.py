@@ -29,6 +29,19 @@ def toy_batch(n: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(X), torch.from_numpy(y)
 
 
+# MovieLens-100K's schema with small vocabularies, and a KMeans-style `group` user field last
+# (DMTL reads it; drop it with `ML_FIELDS[:-1]`).
+ML_FIELDS = [
+    EncodedField("item_id", Role.ITEM, 30),
+    EncodedField("genres", Role.ITEM, 8),
+    EncodedField("user_id", Role.PERSONAL, 25),
+    EncodedField("age", Role.USER, 7),
+    EncodedField("gender", Role.USER, 3),
+    EncodedField("occupation", Role.USER, 5),
+    EncodedField("group", Role.USER, 4),
+]
+
+
 @pytest.fixture
 def fields():
     return toy_fields()

@@ -20,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from conftest import toy_data, toy_fields, write_ml100k
+from conftest import ML_FIELDS, toy_data, toy_fields, write_ml100k
 from gprec.cli.main import main
 from gprec.config import TrainConfig, parse_config
-from gprec.data.schema import EncodedField, Role
 from gprec.errors import ConfigError
 from gprec.models.base import Backbone
 from gprec.models.registry import available_models, build_model, model_class, resolve_model_options
@@ -114,15 +113,7 @@ def test_only_gprec_train_trains_under_torchrun(monkeypatch, tmp_path):
 
 # -- every parameter gets a gradient (DDP, find_unused_parameters=False) --------------------
 
-FIELDS = [  # MovieLens-like: a partition field (gender) and a group field for DMTL
-    EncodedField("item_id", Role.ITEM, 30),
-    EncodedField("genres", Role.ITEM, 8),
-    EncodedField("user_id", Role.PERSONAL, 25),
-    EncodedField("age", Role.USER, 7),
-    EncodedField("gender", Role.USER, 3),
-    EncodedField("occupation", Role.USER, 5),
-    EncodedField("group", Role.USER, 4),
-]
+FIELDS = ML_FIELDS  # MovieLens-like: a partition field (gender) and a group field for DMTL
 WRAPPERS = ("gprec", "apg", "star", "pepnet", "dgpm")  # around any backbone (model.backbone)
 # Options that change which modules exist, beyond each bool / choice one at a time:
 EXTRA = {

@@ -17,10 +17,9 @@ import polars as pl
 import pytest
 import torch
 
-from conftest import train_tiny_ml100k, write_ml100k
+from conftest import ML_FIELDS, train_tiny_ml100k, write_ml100k
 from gprec.cli.main import main
 from gprec.data.dataset import apply_duplicate_policy, duplicate_policy, load_raw, split_rows
-from gprec.data.schema import EncodedField, Role
 from gprec.layers.dedup import DistinctRows, static_shapes
 from gprec.models.base import Backbone
 from gprec.models.gprec_strategies import STRATEGIES
@@ -41,15 +40,7 @@ pytest.importorskip("onnxscript")
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-5
 BATCHES = (1, 7, 300)
-FIELDS = [  # MovieLens-100K's schema, small vocabularies, with a KMeans-style group field
-    EncodedField("item_id", Role.ITEM, 30),
-    EncodedField("genres", Role.ITEM, 8),
-    EncodedField("user_id", Role.PERSONAL, 25),
-    EncodedField("age", Role.USER, 7),
-    EncodedField("gender", Role.USER, 3),
-    EncodedField("occupation", Role.USER, 5),
-    EncodedField("group", Role.USER, 4),
-]
+FIELDS = ML_FIELDS
 OPTIONS = {"dmtl": {"group_field": "group"}, "gprec": {"backbone": {"name": "mlp"}}}
 
 

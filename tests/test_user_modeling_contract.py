@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from conftest import ML_FIELDS as ML_FIELDS_WITH_GROUP
 from conftest import write_ml100k
 from gprec.cli.main import main
 from gprec.config import load_config
-from gprec.data.schema import EncodedField, Role
 from gprec.models.base import Backbone
 from gprec.models.registry import available_models, build_model, resolve_model_options
 from gprec.training.run_dir import read_status
@@ -25,14 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ML100K_CONFIG = ROOT / "configs" / "ml-100k" / "mlp.yaml"
 MODEL_CONFIGS = ROOT / "configs" / "models"
 USER_MODELS = ["mmoe", "ple", "star", "apg", "pepnet", "dgpm"]
-ML_FIELDS = [  # MovieLens-100K's schema, small vocabularies
-    EncodedField("item_id", Role.ITEM, 30),
-    EncodedField("genres", Role.ITEM, 8),
-    EncodedField("user_id", Role.PERSONAL, 25),
-    EncodedField("age", Role.USER, 7),
-    EncodedField("gender", Role.USER, 3),
-    EncodedField("occupation", Role.USER, 5),
-]
+ML_FIELDS = ML_FIELDS_WITH_GROUP[:-1]  # without the group field
 
 
 def batch(n=256, seed=0):
