@@ -15,7 +15,7 @@ the repository, described by a generic schema, and trained twice with the ML-1M 
   (its data loaded from the cache, the model trained, evaluated and written), and the run's
   samples/second, valid and test AUC and LogLoss from its metrics.
 
-Peak RSS is the process's own `ru_maxrss` (resident set, anonymous and mapped pages both).
+Peak RSS is the process's own VmHWM (resident set, anonymous and mapped pages both).
 
 Part 2, the same metrics on data small enough for both: MovieLens-1M itself (read by gprec's
 ML-1M loader, written as one Parquet file with its eight fields and the rating) through the
@@ -231,8 +231,23 @@ def child(job: dict) -> dict:
         metrics = run_training(cfg, Path(job["run_dir"]), log=lambda m: None, overwrite=True)
         out["metrics"] = metrics
     out["seconds"] = time.perf_counter() - started
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set: Linux's VmHWM, the high-water mark of this process's
+    own memory map. Not `ru_maxrss`: Linux carries that across exec from the parent's memory
+    at the fork, so a child of a big parent (this script after generating the data) would
+    report the parent's peak as its own."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def busy_seconds() -> float | None:
@@ -448,7 +463,8 @@ def markdown(res: dict) -> str:
         f"Machine: {m['cpu_model']}, {m['logical_cpus']} logical CPUs, {m['memory_gib']} GiB; "
         f"torch {m['torch']}, {m['torch_threads']} threads; commit {m['git_commit']}"
         f"{' (dirty)' if m['git_dirty'] else ''}; {m['date']}. Peak RSS is each process's own "
-        "`ru_maxrss`.",
+        "VmHWM (its memory map's high-water mark; `ru_maxrss` would carry this script's own "
+        "peak into every child).",
         "",
     ]
     if "large" in res:
