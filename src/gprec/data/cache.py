@@ -258,6 +258,26 @@ def _publish(tmp: Path, entry: Path, replace: bool) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
+def read_or_build(entry: Path, label: str, read, build):
+    """`read(entry)` when the entry is there and whole; else `build(replace)` after checking the
+    cache can be written (`replace`: a damaged entry is there, rebuilt with a warning). Both
+    dataset formats go through here."""
+    present = entry.exists() or entry.is_symlink()
+    if present:
+        try:
+            ds = read(entry)
+        except Damaged as e:
+            log.warning("cache entry %s is damaged (%s); rebuilding it", entry, e)
+        else:
+            log.info("using cached dataset %s", entry)
+            touch(entry)
+            return ds
+    check_writable(entry.parent, label)
+    ds = build(present)
+    log.info("cached dataset at %s", entry)
+    return ds
+
+
 def touch(entry: Path) -> None:
     """Record a use of the entry (its mtime), for `gprec cache list` and `clean --older-than`."""
     try:

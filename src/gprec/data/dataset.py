@@ -455,20 +455,13 @@ def load_dataset(
         from gprec.data.stream import load_streamed
 
         return load_streamed(cfg, seed, entry, label)
-    present = entry.exists() or entry.is_symlink()
-    if present:
-        try:
-            ds = _load(entry, mmap)
-        except cache.Damaged as e:
-            log.warning("cache entry %s is damaged (%s); rebuilding it", entry, e)
-        else:
-            log.info("using cached dataset %s", entry)
-            cache.touch(entry)
-            if ds.duplicates and ds.duplicates.get("policy") == "warn":
-                warn_duplicates(ds.duplicates)
-            return ds
-    cache.check_writable(cache_dir, label)
-    ds = encode(load_raw(cfg), cfg, seed)
-    _save(ds, entry, cfg, seed, replace=present)  # present here means damaged
-    log.info("cached dataset at %s", entry)
+
+    def build(replace: bool) -> EncodedDataset:  # replace: a damaged entry is there
+        ds = encode(load_raw(cfg), cfg, seed)
+        _save(ds, entry, cfg, seed, replace=replace)
+        return ds
+
+    ds = cache.read_or_build(entry, label, lambda e: _load(e, mmap), build)
+    if ds.from_cache and ds.duplicates and ds.duplicates.get("policy") == "warn":
+        warn_duplicates(ds.duplicates)  # encoding warned already when it was built
     return ds

@@ -346,19 +346,11 @@ def load_entry(entry: Path, cfg: DataConfig) -> StreamedDataset:
 
 def load_streamed(cfg: DataConfig, seed: int, entry: Path, label: str) -> StreamedDataset:
     """The streamed dataset of `cfg` at `entry`, prepared first unless it is already there."""
-    present = entry.exists() or entry.is_symlink()
-    if present:
-        try:
-            ds = load_entry(entry, cfg)
-        except cache.Damaged as e:
-            log.warning("cache entry %s is damaged (%s); rebuilding it", entry, e)
-        else:
-            log.info("using cached dataset %s", entry)
-            cache.touch(entry)
-            return ds
-    cache.check_writable(entry.parent, label)
-    prepare(cfg, seed, entry, label, replace=present)
-    log.info("cached dataset at %s", entry)
-    ds = load_entry(entry, cfg)
-    ds.from_cache = False
-    return ds
+
+    def build(replace: bool) -> StreamedDataset:
+        prepare(cfg, seed, entry, label, replace=replace)
+        ds = load_entry(entry, cfg)
+        ds.from_cache = False
+        return ds
+
+    return cache.read_or_build(entry, label, lambda e: load_entry(e, cfg), build)
