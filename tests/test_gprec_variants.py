@@ -259,3 +259,21 @@ def test_the_backbone_can_train_slower_or_not_at_all():
         model.strategy.f_dp.output_layer.weight,
         make(strategy="dynamic").strategy.f_dp.output_layer.weight,
     )
+
+
+def test_a_started_run_still_improving_at_its_only_epoch_is_warned():
+    """With `score_start` epoch 1 is compared with a scored epoch 0: improving there is the
+    same evidence of undertraining as improving at epoch 2 of a run from scratch."""
+    from conftest import toy_data
+    from gprec.config import TrainConfig
+    from gprec.training.trainer import Trainer, as_tensors, seed_everything
+
+    X, y = toy_data(3000)
+    seed_everything(0)
+    model = build_model(resolve_model_options({"name": "mlp", "embedding_dim": D}), toy_fields())
+    cfg = TrainConfig(max_epochs=1, batch_size=256, lr=0.01, progress=False)
+    fit = Trainer(model, cfg, log=lambda m: None).fit(
+        *as_tensors(X[:2400], y[:2400]), *as_tensors(X[2400:], y[2400:]), score_start=True
+    )
+    assert fit.best_epoch == 1
+    assert any("still improved at the last epoch" in w for w in fit.warnings)

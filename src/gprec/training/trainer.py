@@ -443,7 +443,9 @@ class Trainer:
         if best_state is not None:
             self.model.load_state_dict(best_state)
         warnings = []
-        if epoch == cfg.max_epochs and best_epoch == epoch and epoch > 1:
+        # One epoch always beats an unscored start; a scored epoch 0 (`score_start`) is a
+        # reference, so improving on it at the only epoch is evidence too.
+        if epoch == cfg.max_epochs and best_epoch == epoch and epoch > (0 if score_start else 1):
             # Early stopping never triggered: the model was still improving when cut off.
             warnings.append(
                 f"validation {monitor.upper()} still improved at the last epoch "
