@@ -261,6 +261,115 @@ def test_the_backbone_can_train_slower_or_not_at_all():
     )
 
 
+# -- review additions: every backbone's zero start; epoch 0 kept, resumed, warned -------------
+
+
+def _backbones_with(strategy):
+    from gprec.models.base import Backbone
+    from gprec.models.registry import available_models, model_class
+
+    return [b for b in available_models(Backbone) if strategy in model_class(b).gprec_strategies]
+
+
+@pytest.mark.parametrize(
+    "strategy,backbone",
+    [(s, {"name": b}) for s in ("input", "dynamic") for b in _backbones_with(s)]
+    + [(s, {"name": "mlp", "batch_norm": True, "dropout": 0.3}) for s in ("input", "dynamic")],
+    ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={v[k]}" for k in v),
+)
+def test_every_backbone_started_from_its_run_predicts_what_it_did(strategy, backbone):
+    """Backbones with their own additive logit (DeepFM's FM, Wide & Deep's wide part), and
+    heads with BatchNorm (running statistics moved by training) and dropout, in eval mode."""
+    torch.manual_seed(1)
+    bare = build_model(resolve_model_options({**backbone, "embedding_dim": D}), toy_fields())
+    x, y = batch(64)
+    train_steps(bare, x, y, steps=5, lr=0.05)
+    bare.eval()
+    model = make(strategy=strategy, backbone=dict(backbone), init_from="unused-here")
+    model.start_from_backbone(bare.state_dict())
+    model.eval()
+    xs, _ = batch(200, seed=3)
+    with torch.no_grad():
+        ours, theirs = model(xs).logit, bare(xs).logit
+    if strategy == "dynamic":
+        assert torch.equal(ours, theirs)
+    else:
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def _started_and_flipped(tmp_path=None):
+    """A bare MLP trained on the toy rule (the starting model), and a training on the flipped
+    labels that can only make it worse on validation: what `score_start` must guard against."""
+    import copy
+
+    from conftest import toy_data
+    from gprec.config import TrainConfig
+    from gprec.training.trainer import Trainer, as_tensors, seed_everything
+
+    X, y = toy_data(3000)
+    train, valid = as_tensors(X[:2400], y[:2400]), as_tensors(X[2400:], y[2400:])
+    seed_everything(0)
+    start = build_model(resolve_model_options({"name": "mlp", "embedding_dim": D}), toy_fields())
+    cfg = TrainConfig(max_epochs=4, batch_size=256, lr=0.01, progress=False)
+    Trainer(start, cfg, log=lambda m: None).fit(*train, *valid)
+    flipped = (train[0], 1 - train[1])
+    cfg = TrainConfig(max_epochs=3, patience=5, batch_size=256, lr=0.01, progress=False)
+
+    def fit(model=None, score_start=True, resume=None, log=lambda m: None):
+        model = copy.deepcopy(start) if model is None else model
+        trainer = Trainer(model, cfg, tmp_path, log=log)
+        return model, trainer.fit(*flipped, *valid, resume=resume, score_start=score_start)
+
+    return start, fit
+
+
+def test_score_start_keeps_the_starting_model_when_training_only_hurts(tmp_path):
+    start, fit = _started_and_flipped(tmp_path)
+    kept, result = fit()
+    assert result.best_epoch == 0 and result.epochs_run == 3
+    for k, v in start.state_dict().items():
+        assert torch.equal(kept.state_dict()[k], v), k
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(saved[k], v) for k, v in start.state_dict().items())
+    # Without it the run ends on a worse epoch: the test above can fail.
+    _, plain = fit(score_start=False)
+    assert plain.best_epoch >= 1 and plain.best_valid["auc"] < result.best_valid["auc"]
+
+
+def test_a_resumed_run_keeps_its_epoch_0_best(tmp_path, monkeypatch):
+    """resume.pt after epoch 1 holds the start as the best state (not the current one); a run
+    resumed from it into a freshly built model ends as the uninterrupted run: the start."""
+    import gprec.training.rows as rows_module
+    from gprec.training.resume import RESUME
+
+    start, fit = _started_and_flipped(tmp_path / "whole")
+    _, whole = fit()
+    real, epochs = rows_module.iterate_batches, [0]
+
+    def stop_in_epoch_2(*args, **kwargs):
+        epochs[0] += 1
+        for i, b in enumerate(real(*args, **kwargs)):
+            if epochs[0] == 2 and i == 2:
+                raise KeyboardInterrupt
+            yield b
+
+    _, fit = _started_and_flipped(tmp_path / "cut")
+    with monkeypatch.context() as m:
+        m.setattr(rows_module, "iterate_batches", stop_in_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            fit()
+    ckpt = torch.load(tmp_path / "cut" / RESUME, weights_only=True)
+    stopping = ckpt["early_stopping"]
+    assert ckpt["epoch"] == 1 and stopping["best_epoch"] == 0 and not stopping["best_is_current"]
+    torch.manual_seed(123)  # another model: the checkpoint alone must bring the start back
+    fresh = build_model(resolve_model_options({"name": "mlp", "embedding_dim": D}), toy_fields())
+    resumed, result = fit(model=fresh, resume=ckpt)
+    assert result.best_epoch == 0 and result.best_valid == whole.best_valid
+    assert result.epochs_run == whole.epochs_run
+    for k, v in start.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k
+
+
 def test_a_started_run_still_improving_at_its_only_epoch_is_warned():
     """With `score_start` epoch 1 is compared with a scored epoch 0: improving there is the
     same evidence of undertraining as improving at epoch 2 of a run from scratch."""
@@ -277,3 +386,23 @@ def test_a_started_run_still_improving_at_its_only_epoch_is_warned():
     )
     assert fit.best_epoch == 1
     assert any("still improved at the last epoch" in w for w in fit.warnings)
+
+
+def test_the_shared_classifier_learns_g_different_groupings():
+    """The classifier alone, trained on G memberships that each split the inputs another way
+    (the sign of a random projection per group): its per-group layers after the shared block
+    must tell the groups apart, so the loss falls well below that of one shared answer."""
+    torch.manual_seed(0)
+    G, d_in = 6, 12
+    clf = SharedGroupClassifier(d_in, G, [32], [8], 2)
+    x = torch.randn(512, d_in)
+    member = (x @ torch.randn(d_in, G) > 0).float()  # (B, G), about half in each group
+    opt, losses = torch.optim.Adam(clf.parameters(), lr=0.01), []
+    for _ in range(200):
+        s = clf(x)
+        loss = F.binary_cross_entropy_with_logits(s[..., 0] - s[..., 1], member)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > 0.6 and losses[-1] < 0.25, losses[::50]
