@@ -406,3 +406,30 @@ def test_the_shared_classifier_learns_g_different_groupings():
         opt.step()
         losses.append(loss.item())
     assert losses[0] > 0.6 and losses[-1] < 0.25, losses[::50]
+
+
+@pytest.mark.parametrize("scale", [0.1, 0.0])
+@pytest.mark.parametrize("strategy", ["input", "dynamic"])
+def test_parameter_groups_hold_every_trainable_parameter_exactly_once(strategy, scale):
+    """By identity, not by count: the backbone's (its shared embedding table included) in the
+    slower group or frozen, every other parameter in the first group; a frozen backbone is not
+    counted in metrics' `parameters`."""
+    from gprec.training.run import count_parameters
+
+    model = make(strategy=strategy, backbone_lr_scale=scale)
+    groups = model.parameter_groups(0.01)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids))
+    backbone = {id(p) for p in model.backbone.parameters()}
+    assert id(model.embedding.table.weight) in backbone
+    assert {id(p) for p in groups[0]["params"]} == {
+        id(p) for p in model.parameters() if id(p) not in backbone
+    }
+    if scale:
+        assert {id(p) for p in groups[1]["params"]} == backbone
+        assert groups[1]["lr"] == pytest.approx(0.001)
+    else:
+        assert len(groups) == 1
+        assert not any(p.requires_grad for p in model.backbone.parameters())
+        n_backbone = sum(p.numel() for p in model.backbone.parameters())
+        assert count_parameters(model) == sum(p.numel() for p in model.parameters()) - n_backbone
