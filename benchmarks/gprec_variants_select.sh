@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 22, step 1 of 2: choose among GPRec variants on VALIDATION AUC only (pre-registered).
+# Issue 22, step 1 of 2: choose among GPRec variants on VALIDATION AUC only (the issue's protocol).
 #
 # Seeds: ML-100K 2024-2028, ML-1M 2024-2026 (a seed fixes the split; runs are paired).
 # MLPs: the paper's settings, and weight decay 1e-5 (the same tuning care as in the headline).

@@ -106,7 +106,7 @@ def select_markdown(res: dict) -> str:
     lines = [
         "## GPRec variants: selection on validation AUC (issue 22)",
         "",
-        "Pre-registered protocol: variants chosen on **validation AUC only**, ML-100K seeds "
+        "The issue's protocol: variants chosen on **validation AUC only**, ML-100K seeds "
         "2024-2028 and ML-1M seeds 2024-2026 (a seed fixes the split: runs are paired). Rule: "
         "per dataset, each variant's mean paired difference against the better MLP there "
         f"(ML-100K: `{res['chosen_mlp']['ML-100K']}`, ML-1M: `{res['chosen_mlp']['ML-1M']}`); "
@@ -130,7 +130,7 @@ def select_markdown(res: dict) -> str:
                 cells += ["—", "—", "—"]
                 continue
             r = row[d]
-            p = "—" if r["diff_vs_mlp"] == 0 else f"{r['paired_p']:.3f}"
+            p = "—" if r["paired_p"] != r["paired_p"] else f"{r['paired_p']:.3f}"  # NaN
             cells += [f"{r['valid_auc']:.4f}", f"{r['diff_vs_mlp']:+.4f}", p]
         avg = (
             f"{row['average_diff']:+.4f}"

@@ -176,6 +176,8 @@ def test_variant_options_are_checked_before_any_data_is_read():
         resolve_model_options({**base, "init_from": "runs/x", "input_scale": "zero"})
     with pytest.raises(Exception, match="classifier"):
         resolve_model_options({**base, "classifier": "cheap"})
+    with pytest.raises(Exception, match="freezes the backbone"):  # a frozen random backbone
+        resolve_model_options({**base, "backbone_lr_scale": 0})
 
 
 def test_init_from_names_the_run_of_each_seed():
@@ -245,7 +247,7 @@ def test_the_backbone_can_train_slower_or_not_at_all():
     n = sum(p.numel() for g in (ours, backbone) for p in g["params"])
     assert n == sum(p.numel() for p in model.parameters())  # every parameter, once
 
-    model = make(strategy="dynamic", backbone_lr_scale=0)
+    model = make(strategy="dynamic", backbone_lr_scale=0, init_from="unused-here")
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     from conftest import toy_data
 
@@ -416,7 +418,7 @@ def test_parameter_groups_hold_every_trainable_parameter_exactly_once(strategy, 
     counted in metrics' `parameters`."""
     from gprec.training.run import count_parameters
 
-    model = make(strategy=strategy, backbone_lr_scale=scale)
+    model = make(strategy=strategy, backbone_lr_scale=scale, init_from="unused-here")
     groups = model.parameter_groups(0.01)
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids))

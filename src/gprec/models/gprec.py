@@ -167,6 +167,14 @@ class GPRecOptions(WrapperOptions):
                 "use strategy input or dynamic",
                 self.init_from,
             )
+        if self.init_from is None and self.backbone_lr_scale == 0:
+            # A frozen random backbone: the embeddings the classifier reads would never learn.
+            raise key_error(
+                ("backbone_lr_scale",),
+                "0 freezes the backbone, which only makes sense for one trained already: set "
+                "init_from, or a scale above 0",
+                self.backbone_lr_scale,
+            )
         if self.init_from is not None and self.input_scale == "zero":
             # The head's new columns start at 0 already; a zero scale on them too would leave
             # both with a zero gradient for ever.
