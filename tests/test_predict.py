@@ -198,7 +198,9 @@ def test_unseen_values_are_one_warning_per_field(runs, tmp_path, capsys):
     assert (encoded.X[:3, 4:8] > 0).all()
     ids = tmp_path / "ids.csv"
     rows.select("user_id", "item_id").write_csv(ids)
-    assert main(["predict", str(runs["binary"]), "-i", str(ids), "-o", str(out)]) == 0
+    assert (
+        main(["predict", str(runs["binary"]), "-i", str(ids), "-o", str(out), "--overwrite"]) == 0
+    )
     warnings = capsys.readouterr().err.strip().splitlines()[:-1]
     assert len(warnings) == 1 and "so are their age, gender, occupation, zip" in warnings[0]
 
@@ -238,14 +240,15 @@ def test_empty_and_unreadable_inputs_are_one_error_each(runs, tmp_path, capsys):
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         err = one_line_error(
-            capsys, ["predict", run_dir, "-i", str(tmp_path / name), "-o", str(out)]
+            capsys, ["predict", run_dir, "-i", str(tmp_path / name), "-o", str(out), "--overwrite"]
         )
         assert message in err and name in err, err
     pl.DataFrame({"user_id": [], "item_id": []}, schema=dict.fromkeys(("user_id", "item_id"), pl.String)).write_parquet(
         tmp_path / "empty.parquet"
     )  # fmt: skip
     err = one_line_error(
-        capsys, ["predict", run_dir, "-i", str(tmp_path / "empty.parquet"), "-o", str(out)]
+        capsys,
+        ["predict", run_dir, "-i", str(tmp_path / "empty.parquet"), "-o", str(out), "--overwrite"],
     )
     assert "empty.parquet: no data rows" in err
     err = one_line_error(capsys, ["predict", run_dir, "-i", str(tmp_path / "nope.csv")])
@@ -259,7 +262,7 @@ def test_empty_and_unreadable_inputs_are_one_error_each(runs, tmp_path, capsys):
         (["--batch-rows", "0"], "--batch-rows must be at least 1, not 0"),
         (["-o", str(tmp_path / "out.txt.gz")], "unknown output type '.gz'"),
         (["-o", str(tmp_path)], "is a directory"),
-        (["-o", str(src)], "the output is the input file"),
+        (["-o", str(src), "--overwrite"], "the output is the input file"),
     ):
         (tmp_path / "header.csv").write_text("user_id,item_id\n1,2\n")
         assert message in one_line_error(capsys, ["predict", run_dir, "-i", str(src), *args])
@@ -305,12 +308,15 @@ def test_a_run_without_catalogue_needs_every_field_or_a_rebuild(runs, tmp_path, 
     out = tmp_path / "out.csv"
     assert main(["predict", str(old), "-i", str(full), "-o", str(out)]) == 0
     capsys.readouterr()
-    err = one_line_error(capsys, ["predict", str(old), "-i", str(ids), "-o", str(out)])
+    err = one_line_error(
+        capsys, ["predict", str(old), "-i", str(ids), "-o", str(out), "--overwrite"]
+    )
     assert "missing columns 'genres', 'year', 'age'" in err
     assert "no catalogue.npz" in err and "--rebuild-catalogue" in err
     assert not (old / CATALOGUE).exists()
     scores = read_scores(out)
-    assert main(["predict", str(old), "-i", str(ids), "-o", str(out), "--rebuild-catalogue"]) == 0
+    args = ["-o", str(out), "--overwrite", "--rebuild-catalogue"]
+    assert main(["predict", str(old), "-i", str(ids), *args]) == 0
     rebuilt = load_catalogue(run)
     for name in ("item_features", "user_rows", "seen_indptr", "seen_items"):
         assert np.array_equal(getattr(rebuilt, name), getattr(kept, name))
@@ -323,3 +329,23 @@ def test_library_errors_are_data_errors(runs):
         predictor.predict_frame(pl.DataFrame({"user_id": ["1"]}))
     frame = predictor.predict_frame(pl.DataFrame({"user_id": ["1", "2"], "item_id": ["3", "x"]}))
     assert frame.columns == ["user_id", "item_id", "score"] and frame["score"].dtype == pl.Float32
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(runs, tmp_path, capsys):
+    """Nothing is replaced silently: predict and recommend refuse an existing --output (the
+    file untouched) unless --overwrite."""
+    src = tmp_path / "rows.csv"
+    raw_rows(load_run(runs["binary"]), "test").head(5).write_csv(src)
+    for command in (["predict", "-i", str(src)], ["recommend", "--user", "1"]):
+        out = tmp_path / f"{command[0]}.csv"
+        out.write_text("mine")
+        err = one_line_error(
+            capsys, [command[0], str(runs["binary"]), *command[1:], "-o", str(out)]
+        )
+        assert "exists; pass --overwrite to replace it" in err and out.read_text() == "mine"
+        assert (
+            main([command[0], str(runs["binary"]), *command[1:], "-o", str(out), "--overwrite"])
+            == 0
+        )
+        assert out.read_text() != "mine"
+        capsys.readouterr()

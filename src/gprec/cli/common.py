@@ -59,14 +59,23 @@ def at_least_one(value: int, option: str) -> int:
     return value
 
 
-def output_file(path: str, kinds: str, what: str = "--output") -> Path:
+def output_file(path: str, kinds: str, what: str = "--output", overwrite: bool = False) -> Path:
     """`path` as a file to write (`kinds`: what it may be, for the message), refused up front
-    when empty or a directory."""
+    when empty, a directory, or an existing file without `overwrite` (nothing is replaced
+    silently)."""
     if not path.strip():
         raise ConfigError(f"{what} is empty: give a {kinds} file")
     if Path(path).is_dir():
         raise ConfigError(f"{what} {path}: is a directory; give a file")
+    if (Path(path).exists() or Path(path).is_symlink()) and not overwrite:
+        raise ConfigError(f"{what} {path}: exists; pass --overwrite to replace it")
     return Path(path)
+
+
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --output if it exists (else refused)"
+    )
 
 
 def add_rebuild_catalogue(p: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from gprec.cli.common import add_rebuild_catalogue
+from gprec.cli.common import add_overwrite, add_rebuild_catalogue
 
 # The library's default (gprec.serving.predict.DEFAULT_BATCH_ROWS), spelled out so that --help
 # imports nothing heavy.
@@ -50,6 +50,7 @@ def add_parser(sub) -> None:
         metavar="FILE",
         help="the exported model for --engine onnx (default: RUN_DIR/model.onnx)",
     )
+    add_overwrite(p)
     add_rebuild_catalogue(p)
     p.set_defaults(handler=handle)
 
@@ -64,7 +65,7 @@ def handle(args) -> int:
     at_least_one(args.batch_rows, "--batch-rows")
     file_format(args.input, "input")
     if args.output is not None:
-        output_file(args.output, ".csv or .parquet")
+        output_file(args.output, ".csv or .parquet", overwrite=args.overwrite)
         file_format(args.output, "output")
     predictor = Predictor.open(
         args.run_dir, args.rebuild_catalogue, engine=args.engine, onnx=args.onnx

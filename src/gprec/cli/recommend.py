@@ -3,7 +3,7 @@ run, the user's training items left out (`gprec.serving.recommend`)."""
 
 from __future__ import annotations
 
-from gprec.cli.common import add_rebuild_catalogue
+from gprec.cli.common import add_overwrite, add_rebuild_catalogue
 
 
 def add_parser(sub) -> None:
@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--output", "-o", help="write to FILE (.csv or .json, written whole) instead of printing"
     )
+    add_overwrite(p)
     add_rebuild_catalogue(p)
     p.set_defaults(handler=handle)
 
@@ -46,7 +47,7 @@ def handle(args) -> int:
         out_format = Path(args.output).suffix.lower().lstrip(".")
         if out_format not in ("csv", "json"):
             raise ConfigError(f"--output {args.output}: give a .csv or .json file")
-        output_file(args.output, ".csv or .json")
+        output_file(args.output, ".csv or .json", overwrite=args.overwrite)
     if args.user is not None and not args.user.strip():
         raise ConfigError("--user is empty: give a user id")
     rec = Recommender.open(args.run_dir, rebuild_catalogue=args.rebuild_catalogue)
