@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gprec.data.dataset import EncodedDataset, load_dataset
+from gprec.data.dataset import EncodedDataset
 from gprec.errors import ConfigError
-from gprec.training.load import LoadedRun, load_run
+from gprec.training.load import LoadedRun, load_run, run_data  # noqa: F401 (run_data: re-exported)
 
 
 def load_gprec_run(run_dir: str | Path, command: str) -> LoadedRun:
@@ -46,21 +46,6 @@ class TrainingUsers:
 
     def __len__(self) -> int:
         return len(self.values)
-
-
-def run_data(run: LoadedRun) -> EncodedDataset:
-    """The run's data, encoded as it was for training; refused when it no longer is."""
-    data = load_dataset(run.config.data, run.config.split_seed())
-    same_fields = [(f.name, f.role, f.cardinality) for f in data.fields] == [
-        (f.name, f.role, f.cardinality) for f in run.fields
-    ]
-    if not same_fields or data.vocab.values != run.vocab.values:
-        raise ConfigError(
-            f"{run.path}: the run's data ({run.config.data.source}) no longer encodes as it did "
-            "when the run was trained (its fields or vocabularies differ); the inspection needs "
-            "the data the run was trained on"
-        )
-    return data
 
 
 def training_users(run: LoadedRun, data: EncodedDataset) -> TrainingUsers:

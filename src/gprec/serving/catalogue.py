@@ -267,18 +267,9 @@ def rebuild_catalogue(run) -> Catalogue:
     """Build a run's catalogue from its data, read through the run's own config (the same
     split, the cache when it is there), and write it into the run directory; refused when the
     data no longer encodes as it did."""
-    from gprec.data.dataset import load_dataset
+    from gprec.training.load import run_data  # serving is imported by training: kept lazy
 
-    data = load_dataset(run.config.data, run.config.split_seed())
-    same_fields = [(f.name, f.role, f.cardinality) for f in data.fields] == [
-        (f.name, f.role, f.cardinality) for f in run.fields
-    ]
-    if not same_fields or data.vocab.values != run.vocab.values:
-        raise ConfigError(
-            f"{run.path}: the run's data ({run.config.data.source}) no longer encodes as it did "
-            "when the run was trained (its fields or vocabularies differ), so its catalogue "
-            "cannot be rebuilt from it; train the run again"
-        )
+    data = run_data(run, ", so its catalogue cannot be rebuilt from it; train the run again")
     write_catalogue(run.path, data)
     return load_catalogue(run)
 

@@ -54,6 +54,26 @@ class LoadedRun:
         return predict(self.model, X, batch_size, self.task.transform)
 
 
+def run_data(
+    run: LoadedRun, refusal: str = "; the inspection needs the data the run was trained on"
+):
+    """The run's data, loaded through its own config (the same split, the cache when it is
+    there) and encoded as it was for training; a `ConfigError` ending in `refusal` when it no
+    longer encodes so."""
+    from gprec.data.dataset import load_dataset
+
+    data = load_dataset(run.config.data, run.config.split_seed())
+    same_fields = [(f.name, f.role, f.cardinality) for f in data.fields] == [
+        (f.name, f.role, f.cardinality) for f in run.fields
+    ]
+    if not same_fields or data.vocab.values != run.vocab.values:
+        raise ConfigError(
+            f"{run.path}: the run's data ({run.config.data.source}) no longer encodes as it did "
+            f"when the run was trained (its fields or vocabularies differ){refusal}"
+        )
+    return data
+
+
 def _task(config: RunConfig, state: dict | None) -> Task:
     task = make_task(config.train)
     if isinstance(task, RegressionTask) and state:
