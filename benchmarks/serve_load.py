@@ -44,6 +44,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks/machine.py
+from machine import cpu_model, log, machine_busy_seconds  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from gprec.io import write_text_atomic  # noqa: E402
@@ -54,21 +57,7 @@ QUIET_SHARE = 0.10  # others using more of the CPUs than this: the figures are c
 PAYLOADS = 256  # distinct request bodies per endpoint, cycled
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # -- CPU accounting ------------------------------------------------------------------------------
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds all CPUs of the machine have spent busy since boot (None off Linux)."""
-    try:
-        with open("/proc/stat") as fh:
-            ticks = [int(v) for v in fh.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -249,9 +238,7 @@ def phase(url: str, pid: int, path: str, bodies: list[bytes], n: int, concurrenc
 
 
 def machine_info() -> dict:
-    cpu = platform.processor()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    cpu = cpu_model()
 
     def git(*args: str) -> str | None:
         try:

@@ -50,6 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks/machine.py
+from machine import cpu_model, log, machine_busy_seconds  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 ML1M_ROWS = 1_000_209
 ML1M_USERS, ML1M_ITEMS = 6_040, 3_706
@@ -71,10 +74,6 @@ TRAIN = {
     "progress": False,
 }
 PATHS = ("memory", "parquet-stream")
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---- the generated dataset --------------------------------------------------------------
@@ -250,23 +249,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def busy_seconds() -> float | None:
-    """CPU seconds the whole machine spent busy since boot (None off Linux)."""
-    try:
-        with open("/proc/stat") as fh:
-            ticks = [int(v) for v in fh.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
 def measured(job: dict) -> dict:
     """`job` in a fresh Python process; adds how much of the machine others used meanwhile."""
     env = os.environ | {
         "OMP_NUM_THREADS": str(job["threads"]),
         "MKL_NUM_THREADS": str(job["threads"]),
     }
-    t0, busy0 = time.perf_counter(), busy_seconds()
+    t0, busy0 = time.perf_counter(), machine_busy_seconds()
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(job)],
@@ -281,7 +270,7 @@ def measured(job: dict) -> dict:
     wall = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
-    busy = busy_seconds()
+    busy = machine_busy_seconds()
     if busy is not None and busy0 is not None and wall > 1:
         others = max(0.0, busy - busy0 - cpu) / (wall * (os.cpu_count() or 1))
         result["others_cpu_share"] = round(others, 3)
@@ -413,12 +402,7 @@ def small(args) -> dict:
 def machine(threads: int) -> dict:
     import torch
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     mem = None
     try:
         with open("/proc/meminfo") as fh:

@@ -53,7 +53,10 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks/machine.py
 import torch
+from machine import cpu_model, log, machine_busy_seconds  # noqa: E402
 from torch.utils.data import DataLoader, Dataset
 
 import gprec.training.rows as rows_module
@@ -89,20 +92,6 @@ class PerSampleDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(self.X[i]), torch.tensor(self.y[i])
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds all CPUs of the machine have spent busy since boot (None off Linux)."""
-    try:
-        with open("/proc/stat") as fh:
-            ticks = [int(v) for v in fh.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 
 
 class CpuMeter:
@@ -250,9 +239,7 @@ def time_feeding(make: Callable[[], Batches], n_samples: int, epochs: int) -> di
 
 
 def machine_info(threads: int) -> dict:
-    cpu = platform.processor()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    cpu = cpu_model()
 
     def git(*args: str) -> str | None:
         try:
