@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from gprec.cli.common import add_rebuild_catalogue
+
 # The library's defaults (gprec.serving.app), spelled out so that --help imports nothing heavy.
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_USERS = 1_000
@@ -53,12 +55,7 @@ def add_parser(sub) -> None:
         "server's threadpool; more helps the latency of large single requests)",
     )
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
-    p.add_argument(
-        "--rebuild-catalogue",
-        action="store_true",
-        help="build the run's catalogue.npz from its data through its config first (a run "
-        "trained before gprec kept one)",
-    )
+    add_rebuild_catalogue(p)
     p.set_defaults(handler=handle)
 
 
