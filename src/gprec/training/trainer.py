@@ -311,6 +311,15 @@ class Trainer:
         history, train_seconds, eval_seconds, stale = [], 0.0, 0.0, 0
         ckpt_seconds, ckpt_bytes, ckpt_count = 0.0, 0, 0
         log_file = self.run_dir / "log.jsonl" if self.writes else None
+
+        def save_best(state: dict[str, torch.Tensor]) -> None:
+            """model.pt: the best weights so far, with what reloading them needs."""
+            if self.writes:
+                extra = checkpoint_extra or {}
+                save_atomic(
+                    {"state_dict": state, "task": task.state(), **extra}, self.run_dir / "model.pt"
+                )
+
         epoch = 0
         if resume is not None:
             try:
@@ -339,22 +348,15 @@ class Trainer:
                     f"{RESUME} does not fit this model and trainer ({type(e).__name__}: {first}); "
                     "--restart trains the run from scratch"
                 ) from None
-            if self.writes and best_state is not None:
+            if best_state is not None:
                 # model.pt may hold a later epoch's best (killed between its write and
                 # resume.pt's): that epoch is trained again, so the file goes back with it.
-                save_atomic(
-                    {"state_dict": best_state, "task": task.state(), **(checkpoint_extra or {})},
-                    self.run_dir / "model.pt",
-                )
+                save_best(best_state)
         if score_start and resume is None:
             valid = self.evaluate(X_valid, y_valid)
             best, best_valid = valid[monitor], valid
             best_state = _cpu_copy(self.model.state_dict())
-            if self.writes:
-                save_atomic(
-                    {"state_dict": best_state, "task": task.state(), **(checkpoint_extra or {})},
-                    self.run_dir / "model.pt",
-                )
+            save_best(best_state)
             shown = " ".join(f"{k} {v:.4f}" for k, v in valid.items())
             self.log(f"epoch   0 | the starting model | valid {shown}")
         if log_file:
@@ -376,15 +378,7 @@ class Trainer:
             if improved:
                 best, best_epoch, best_valid, stale = valid[monitor], epoch, valid, 0
                 best_state = _cpu_copy(self.model.state_dict())
-                if self.writes:
-                    save_atomic(
-                        {
-                            "state_dict": best_state,
-                            "task": task.state(),
-                            **(checkpoint_extra or {}),
-                        },
-                        self.run_dir / "model.pt",
-                    )
+                save_best(best_state)
             else:
                 stale += 1
             record = {
